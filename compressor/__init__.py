@@ -1,0 +1,28 @@
+"""compress: distil, prune, quantize, export and benchmark Hugging Face models, with proof.
+
+The public API is loaded lazily so that ``import compressor`` (and ``compress --help``) stays fast:
+torch, transformers and onnxruntime are imported only by the stage that needs them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from compressor.errors import BadInputError, CompressError, GateFailedError, RuntimeFailureError
+
+_LAZY = {
+    "export_onnx": "compressor.export:export_onnx",
+    "ExportConfig": "compressor.export:ExportConfig",
+    "open_artifact": "compressor.artifact:open_artifact",
+}
+
+__all__ = ["BadInputError", "CompressError", "GateFailedError", "RuntimeFailureError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'compressor' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(import_module(module), attr)

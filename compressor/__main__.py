@@ -1,0 +1,3 @@
+from compressor.cli.main import main
+
+main()

@@ -1,0 +1,166 @@
+"""Artifacts: a model directory plus its ``compress.json``; opened, validated and written atomically.
+
+A stage writes into a hidden sibling directory and renames it onto the output path only once
+everything, manifest included, is on disk: an interrupted run never leaves a directory that looks
+finished, and an input is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from compressor import families
+from compressor.errors import BadInputError
+from compressor.families.base import Family
+from compressor.manifest import Manifest, StageRecord, hash_directory
+
+PYTORCH = "pytorch"
+ONNX = "onnx"
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class Artifact:
+    path: Path
+    format: str
+    family: Family
+    task: str
+    config: dict[str, Any]
+    manifest: Manifest | None
+
+    @property
+    def stages(self) -> list[StageRecord]:
+        return list(self.manifest.stages) if self.manifest else []
+
+    @property
+    def onnx_file(self) -> Path:
+        if self.format != ONNX:
+            raise BadInputError(f"{self.path}: is a {self.format} artifact, not ONNX")
+        preferred = self.path / "model.onnx"
+        if preferred.exists():
+            return preferred
+        return sorted(self.path.glob("*.onnx"))[0]
+
+    def content_hash(self) -> str:
+        return hash_directory(self.path)
+
+    def size_bytes(self) -> int:
+        """Bytes of model weights/graphs on disk (tokenizer and metadata excluded)."""
+        suffixes = {".safetensors", ".bin", ".onnx", ".onnx_data", ".data", ".pt"}
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and p.suffix in suffixes)
+
+
+def open_artifact(path: str | os.PathLike[str]) -> Artifact:
+    """Open a checkpoint or artifact directory; raises ``BadInputError`` naming what is wrong."""
+    directory = Path(path)
+    if not directory.exists():
+        raise BadInputError(f"{directory}: no such file or directory")
+    if not directory.is_dir():
+        raise BadInputError(f"{directory}: not a directory; expected a checkpoint or artifact directory")
+    config = families.read_config(directory)
+    family, task = families.detect(config, directory / "config.json")
+    manifest = Manifest.read(directory)
+    if manifest is not None:
+        fmt, task = manifest.format, manifest.task
+    elif any(directory.glob("*.onnx")):
+        fmt = ONNX
+    elif any((directory / name).exists() for name in WEIGHT_FILES):
+        fmt = PYTORCH
+    else:
+        raise BadInputError(
+            f"{directory}: no model weights found (expected one of {', '.join(WEIGHT_FILES)} or a *.onnx file)"
+        )
+    return Artifact(path=directory, format=fmt, family=family, task=task, config=config, manifest=manifest)
+
+
+def _check_output_path(dst: Path, sources: list[Path], force: bool) -> None:
+    resolved = dst.resolve()
+    for source in sources:
+        src = source.resolve()
+        if resolved == src or src in resolved.parents or resolved in src.parents:
+            raise BadInputError(f"{dst}: output overlaps the input {source}; choose another output directory")
+    if dst.exists() and not force:
+        raise BadInputError(f"{dst}: output already exists; pass --force to replace it")
+    if dst.exists() and not dst.is_dir():
+        raise BadInputError(f"{dst}: exists and is not a directory")
+
+
+@contextmanager
+def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``dst`` only if the block completes.
+
+    The temporary directory is a hidden sibling of ``dst`` (same filesystem, so the final rename is
+    atomic). On any exception, including KeyboardInterrupt and the SystemExit the CLI raises on
+    SIGTERM, it is removed; after a SIGKILL only the hidden ``.NAME.tmp-*`` directory remains.
+    """
+    dst = Path(dst)
+    _check_output_path(dst, sources, force)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if dst.exists():  # --force: move the old output away first so the swap is quick
+            old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+            dst.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class StageTimer:
+    """Records when a stage started and how long it ran, for its manifest record."""
+
+    def __init__(self) -> None:
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return round(time.perf_counter() - self._t0, 3)
+
+
+def write_manifest(
+    out_dir: Path,
+    *,
+    source: Artifact,
+    source_hash: str,
+    stage: str,
+    config: dict[str, Any],
+    report: dict[str, Any],
+    timer: StageTimer,
+    fmt: str,
+    task: str | None = None,
+    seed: int | None = None,
+) -> Manifest:
+    """Append this stage to the source's lineage and write ``compress.json`` into ``out_dir``."""
+    record = StageRecord(
+        stage=stage,
+        source_path=str(source.path.resolve()),
+        source_hash=source_hash,
+        config=config,
+        report=report,
+        seed=seed,
+        wall_time_s=timer.elapsed_s,
+        started_at=timer.started_at,
+    )
+    manifest = Manifest(
+        format=fmt,
+        family=source.family.name,
+        task=task or source.task,
+        stages=source.stages + [record],
+    )
+    manifest.write(out_dir)
+    return manifest

@@ -1,0 +1,102 @@
+"""The ``compress`` group: lazy command loading, global flags, and the error → exit-code contract.
+
+Commands are imported only when invoked or listed, and import the library inside their bodies, so
+``compress --help`` and ``--version`` never import torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import warnings
+from importlib import import_module
+from typing import Any
+
+import click
+
+from compressor.errors import EXIT_BAD_INPUT, CompressError
+
+# name -> "module:attribute"; only commands that work are listed here.
+COMMANDS = {
+    "export-onnx": "compressor.cli.export_onnx:command",
+    "inspect": "compressor.cli.inspect:command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CompressError as exc:
+            if ctx.obj and ctx.obj.get("verbose"):
+                import traceback
+
+                traceback.print_exc()
+            if exc.report is not None and ctx.obj and ctx.obj.get("json"):
+                from compressor.cli.common import print_json
+
+                print_json(exc.report)
+            click.echo(f"compress: error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Library chatter (tracer warnings, deprecation notes) is noise in CI logs unless -v."""
+    if verbose:
+        return
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "optimum", "onnxruntime", "torch", "neural_compressor", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="compress", prog_name="compress")
+@click.option("-v", "--verbose", is_flag=True, help="Show library logs and full tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or status lines on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Compress Hugging Face models (BERT classifiers, GPT-2 LMs) and prove what it costs.
+
+    Exit codes: 0 success, 1 a gate failed, 2 bad usage or input, 3 the work failed at run time.
+    """
+    from compressor import progress
+
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    progress.set_quiet(quiet)
+    _quiet_libraries(verbose)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # SystemExit unwinds through staged_output, which removes the half-written output.
+    sys.exit(128 + signum)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli(prog_name="compress")
+    except KeyboardInterrupt:
+        click.echo("compress: interrupted; no output was left behind", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+__all__ = ["EXIT_BAD_INPUT", "cli", "main"]

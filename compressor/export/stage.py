@@ -1,0 +1,126 @@
+"""The export stage: PyTorch artifact in, ONNX artifact out, refused when parity fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from compressor import progress
+from compressor.artifact import ONNX, PYTORCH, StageTimer, open_artifact, staged_output, write_manifest
+from compressor.devices import require_device
+from compressor.errors import BadInputError, RuntimeFailureError
+from compressor.export.config import ExportConfig
+from compressor.export.parity import compare, parity_batches
+from compressor.families.base import CAUSAL_LM, ONNX_EXPORT_TASKS
+from compressor.inference import OnnxRunner, TorchRunner
+from compressor.loading import load_model, load_tokenizer
+
+
+def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
+    """Rewrite ``onnx_dir/model.onnx`` in place with onnxruntime's transformer fusions."""
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import OptimizationConfig
+
+    level = int(config.optimize[1])
+    optimization = OptimizationConfig(
+        optimization_level=min(level, 2),
+        # O3 = O2 + tanh GELU approximation (optimum's definition of the levels).
+        enable_gelu_approximation=level >= 3,
+        optimize_for_gpu=config.device == "cuda",
+        fp16=config.fp16,
+    )
+    optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=["model.onnx"])
+    optimized_dir = onnx_dir / "_optimized"
+    optimizer.optimize(optimization, save_dir=optimized_dir, file_suffix=None)
+    for item in optimized_dir.iterdir():
+        if item.suffix in {".onnx", ".onnx_data"} or item.name.endswith(".onnx_data"):
+            os.replace(item, onnx_dir / item.name)
+    shutil.rmtree(optimized_dir)
+
+
+def graph_summary(onnx_file: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    ops = Counter(node.op_type for node in model.graph.node)
+    return {
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        "nodes": sum(ops.values()),
+        "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
+    """Export ``src`` to ONNX in ``dst``; returns the stage report. Exit-3 error on failed parity."""
+    source = open_artifact(src)
+    if source.format != PYTORCH:
+        raise BadInputError(f"{source.path}: is already a {source.format} artifact; export-onnx needs a PyTorch checkpoint")
+    if source.stages and any(s.stage == "quantize" for s in source.stages):
+        raise BadInputError(f"{source.path}: is a quantized PyTorch artifact; export the float model, then quantize the ONNX")
+    require_device(config.device)
+    tokenizer = load_tokenizer(source.path)
+    label2id = source.config.get("label2id")
+    # Read parity data before any work so a bad file fails fast with nothing written.
+    max_length = min(config.max_length, source.config.get("n_positions") or source.config.get("max_position_embeddings") or config.max_length)
+    batches = parity_batches(
+        source.task, tokenizer, config.parity_data, label2id=label2id, samples=config.parity_samples, max_length=max_length
+    )
+    timer = StageTimer()
+    source_hash = source.content_hash()
+
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    model = load_model(source, allow_pickle=allow_pickle)
+    with staged_output(dst, sources=[source.path], force=force) as out:
+        progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
+        try:
+            onnx_export_from_model(
+                model,
+                out,
+                task=ONNX_EXPORT_TASKS[source.task],
+                opset=config.opset,
+                device=config.device,
+                preprocessors=[tokenizer],
+                do_validation=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
+        if config.optimize != "O0" or config.fp16:
+            progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
+            _optimize(out, config)
+        onnx_file = out / "model.onnx"
+
+        progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
+        reference = TorchRunner(model, device=config.device)
+        candidate = OnnxRunner(onnx_file, device=config.device)
+        parity = compare(source.task, reference, candidate, batches)
+        parity["atol"] = config.tolerance
+        parity["inputs"] = config.parity_data.path if config.parity_data else "built-in sentences"
+        report: dict[str, Any] = {
+            "onnx_file": "model.onnx",
+            "export_task": ONNX_EXPORT_TASKS[source.task],
+            "with_past": source.task == CAUSAL_LM,
+            "graph": graph_summary(onnx_file),
+            "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
+            "parity": parity,
+        }
+        if parity["max_abs_diff"] > config.tolerance:
+            raise RuntimeFailureError(
+                f"parity check failed: max |logit diff| {parity['max_abs_diff']:.3g} exceeds --atol "
+                f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
+                report=report,
+            )
+        write_manifest(
+            out,
+            source=source,
+            source_hash=source_hash,
+            stage="export-onnx",
+            config=config.to_dict(),
+            report=report,
+            timer=timer,
+            fmt=ONNX,
+        )
+    return report

@@ -1,0 +1,68 @@
+"""Model families the tool supports, detected from a checkpoint's ``config.json``.
+
+A family knows its model types, the tasks it serves and how to reach its layers; stages ask the
+family instead of branching on ``model_type`` themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.errors import BadInputError
+from compressor.families.base import CAUSAL_LM, CLASSIFICATION, ENCODER, Family
+from compressor.families.bert import BERT
+from compressor.families.gpt2 import GPT2
+
+FAMILIES: tuple[Family, ...] = (BERT, GPT2)
+
+__all__ = [
+    "CAUSAL_LM",
+    "CLASSIFICATION",
+    "ENCODER",
+    "FAMILIES",
+    "Family",
+    "family_by_name",
+    "read_config",
+    "detect",
+]
+
+
+def supported_model_types() -> list[str]:
+    return sorted(t for family in FAMILIES for t in family.model_types)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """``config.json`` of a checkpoint directory, with errors that name the file."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise BadInputError(f"{directory}: no config.json; not a Hugging Face checkpoint or compress artifact")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise BadInputError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
+def family_by_name(name: str) -> Family:
+    for family in FAMILIES:
+        if family.name == name:
+            return family
+    raise BadInputError(f"unknown model family {name!r}; supported: {', '.join(f.name for f in FAMILIES)}")
+
+
+def detect(config: dict[str, Any], source: Path | str = "config.json") -> tuple[Family, str]:
+    """The family and task of a checkpoint config; exit-2 error for anything unsupported."""
+    model_type = config.get("model_type")
+    if not model_type:
+        raise BadInputError(f"{source}: config.json has no 'model_type' field")
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family, family.detect_task(config, source)
+    raise BadInputError(
+        f"{source}: model_type {model_type!r} is not supported; supported model types: "
+        + ", ".join(supported_model_types())
+    )

@@ -1,0 +1,79 @@
+"""One interface to run PyTorch and ONNX artifacts on numpy batches, returning logits.
+
+Parity checks, evaluation and benchmarks all go through these runners, so what is measured is
+what is compared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class TorchRunner:
+    def __init__(self, model: Any, device: str = "cpu") -> None:
+        import torch
+
+        self.model = model.to(device).eval()
+        self.device = device
+        self._torch = torch
+        # Causal LMs: no KV cache is wanted when scoring whole sequences.
+        self._extra = {"use_cache": False} if "past_key_values" in model.forward.__code__.co_varnames else {}
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            out = self.model(**inputs, **self._extra)
+        return out.logits.float().cpu().numpy()
+
+
+def session_options(threads: int | None = None, profile: bool = False) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if profile:
+        options.enable_profiling = True
+    return options
+
+
+def providers_for(device: str) -> list[str]:
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+
+
+class OnnxRunner:
+    """Runs an exported graph with plain onnxruntime. Causal LMs get an empty KV cache on the first
+    pass, which is exactly how generation starts."""
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers_for(device))
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+
+    def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: v for k, v in batch.items() if k in self.inputs}
+        input_ids = batch["input_ids"]
+        if "attention_mask" in self.inputs and "attention_mask" not in feeds:
+            feeds["attention_mask"] = np.ones_like(input_ids)
+        if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        if "position_ids" in self.inputs and "position_ids" not in feeds:
+            mask = feeds.get("attention_mask", np.ones_like(input_ids))
+            feeds["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+        for name, meta in self.inputs.items():
+            if name.startswith("past_key_values"):
+                heads, head_dim = meta.shape[1], meta.shape[3]
+                dtype = np.float16 if "float16" in meta.type else np.float32
+                feeds[name] = np.zeros((input_ids.shape[0], heads, 0, head_dim), dtype=dtype)
+        return feeds
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.session.run(["logits"], self.feeds(batch))[0]
+        return out.astype(np.float32)
