@@ -22,15 +22,13 @@ from compressor.loading import load_model, load_tokenizer
 def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
     """Rewrite ``onnx_dir/model.onnx`` in place with onnxruntime's transformer fusions."""
     from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import OptimizationConfig
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
 
-    level = int(config.optimize[1])
-    optimization = OptimizationConfig(
-        optimization_level=min(level, 2),
-        # O3 = O2 + tanh GELU approximation (optimum's definition of the levels).
-        enable_gelu_approximation=level >= 3,
-        optimize_for_gpu=config.device == "cuda",
-        fp16=config.fp16,
+    # optimum's levels: O1 basic, O2 + extended and transformer fusions, O3 + tanh GELU.
+    # fp16 conversion is done by the optimizer, so O0 + --fp16 still runs its basic level.
+    level = "O1" if config.optimize == "O0" else config.optimize
+    optimization = AutoOptimizationConfig.with_optimization_level(
+        level, for_gpu=config.device == "cuda", fp16=config.fp16
     )
     optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=["model.onnx"])
     optimized_dir = onnx_dir / "_optimized"
