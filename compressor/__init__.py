@@ -15,6 +15,7 @@ _LAZY = {
     "export_onnx": "compressor.export:export_onnx",
     "ExportConfig": "compressor.export:ExportConfig",
     "open_artifact": "compressor.artifact:open_artifact",
+    "run_pipeline": "compressor.pipeline:run_pipeline",
 }
 
 __all__ = ["BadInputError", "CompressError", "GateFailedError", "RuntimeFailureError", *_LAZY]

@@ -31,7 +31,7 @@ from compressor.cli.common import (
 @click.pass_context
 def command(ctx: click.Context, src: str, output: str, force: bool, opset: int | None, optimize: str, fp16: bool,
             device: str, parity_data: str | None, parity_samples: int, atol: float | None, text_column: str | None,
-            text_pair_column: str | None, label_column: str | None, allow_pickle: bool, as_json: bool) -> None:
+            text_pair_column: str | None, label_column: str | None, allow_pickle: bool, as_json: bool) -> dict:
     """Export SRC (a PyTorch checkpoint) to ONNX, optimise it and check parity against PyTorch.
 
     Fails with exit 3, writing nothing, when logits differ by more than --atol.
@@ -60,3 +60,4 @@ def command(ctx: click.Context, src: str, output: str, force: bool, opset: int |
             f"accuracy: PyTorch {parity['accuracy_reference']:.2%}, ONNX {parity['accuracy_candidate']:.2%}"
         )
     emit(ctx, report, summary)
+    return report

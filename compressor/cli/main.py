@@ -21,6 +21,7 @@ from compressor.errors import EXIT_BAD_INPUT, CompressError
 COMMANDS = {
     "export-onnx": "compressor.cli.export_onnx:command",
     "inspect": "compressor.cli.inspect:command",
+    "run": "compressor.cli.run:command",
 }
 
 
@@ -56,7 +57,8 @@ def _quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "optimum", "onnxruntime", "torch", "neural_compressor", "accelerate"):
+    for name in ("transformers", "optimum", "onnxruntime", "torch", "torch.utils._pytree", "torchao",
+                 "neural_compressor", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import os
 

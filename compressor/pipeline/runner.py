@@ -1,0 +1,188 @@
+"""Running a recipe: each stage through its own CLI command, artifact to artifact, resumable.
+
+A stage's output lands in RUN_DIR/<stage>. ``run.json`` in RUN_DIR records, per stage, the exact
+arguments, the content hashes of what it read and of what it wrote; with ``resume`` a stage whose
+arguments and input hashes match a complete, unchanged output is skipped. Bench stages always run:
+they measure this machine now, and their gates decide the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor import progress
+from compressor.errors import BadInputError, CompressError, GateFailedError
+from compressor.manifest import hash_directory
+from compressor.pipeline.recipe import Recipe, Stage
+
+STATE_FILE = "run.json"
+
+
+def _flag_args(options: dict[str, Any]) -> list[str]:
+    """Recipe ``with`` values → the command's flags (lists become comma-separated values)."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+@dataclass
+class PlannedStage:
+    stage: Stage
+    args: list[str]
+    output: Path
+    inputs: dict[str, Path] = field(default_factory=dict)
+
+    def command_line(self) -> str:
+        return "compress " + shlex.join([self.stage.run, *self.args])
+
+
+def _command(run: str) -> Any:
+    from compressor.cli.main import LazyGroup
+
+    command = LazyGroup().get_command(None, run)  # type: ignore[arg-type]
+    if command is None:
+        raise BadInputError(f"stage kind {run!r} is not available in this build of compress")
+    return command
+
+
+def plan(recipe: Recipe, run_dir: Path) -> list[PlannedStage]:
+    """Resolve every stage to a command line and check it parses (unknown options, bad types)."""
+    import click
+
+    locations: dict[str, Path] = {name: Path(path) for name, path in recipe.inputs.items()}
+    planned: list[PlannedStage] = []
+    for stage in recipe.stages:
+        output = run_dir / stage.name
+        options = dict(stage.options)
+        if recipe.seed is not None and stage.run in ("distill", "prune", "quantize") and "seed" not in options:
+            options["seed"] = recipe.seed
+        inputs = {name: locations[name] for name in stage.reads}
+        if stage.run == "bench":
+            args = [*(str(locations[a]) for a in stage.artifacts), "--baseline", str(locations[stage.baseline])]
+            args += ["--report-dir", str(output)]
+        else:
+            args = [str(locations[stage.source]), "-o", str(output), "--force"]
+        args += _flag_args(options)
+        command = _command(stage.run)
+        try:
+            # Parse only: types, choices and unknown options are checked before anything runs.
+            with command.make_context(stage.run, list(args), resilient_parsing=False):
+                pass
+        except click.ClickException as exc:
+            raise BadInputError(f"{recipe.where(stage)}: {exc.format_message()}") from exc
+        locations[stage.name] = output
+        planned.append(PlannedStage(stage=stage, args=args, output=output, inputs=inputs))
+    return planned
+
+
+def _load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return {"stages": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{path}: not valid JSON ({exc.msg}); remove it to start the run afresh") from exc
+
+
+def _save_state(run_dir: Path, state: dict[str, Any]) -> None:
+    tmp = run_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n")
+    os.replace(tmp, run_dir / STATE_FILE)
+
+
+def _hashes(paths: dict[str, Path]) -> dict[str, str]:
+    return {name: hash_directory(path) if path.is_dir() else "missing" for name, path in paths.items()}
+
+
+def _is_complete(entry: dict[str, Any] | None, step: PlannedStage, input_hashes: dict[str, str]) -> bool:
+    if not entry or entry.get("status") != "complete" or step.stage.run == "bench":
+        return False
+    if entry.get("args") != step.args or entry.get("input_hashes") != input_hashes:
+        return False
+    return step.output.is_dir() and hash_directory(step.output) == entry.get("output_hash")
+
+
+def run_recipe(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    dry_run: bool = False,
+    obj: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or with ``dry_run`` only plan) the recipe; returns the run report.
+
+    Raises the failing stage's error; a failed bench gate raises ``GateFailedError`` carrying the
+    whole run report, after every stage has run.
+    """
+    steps = plan(recipe, run_dir)
+    state = _load_state(run_dir) if run_dir.exists() else {"stages": {}}
+    if dry_run:
+        return {
+            "recipe": str(recipe.path),
+            "run_dir": str(run_dir),
+            "stages": [
+                {"name": s.stage.name, "run": s.stage.run, "command": s.command_line(), "output": str(s.output)}
+                for s in steps
+            ],
+        }
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise BadInputError(f"{run_dir}: run directory already exists; pass --resume to continue it, or choose --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state.update({"recipe": str(recipe.path.resolve()), "name": recipe.name})
+    report: dict[str, Any] = {"recipe": str(recipe.path), "run_dir": str(run_dir), "stages": []}
+    gate_failure: GateFailedError | None = None
+    for step in steps:
+        name = step.stage.name
+        input_hashes = _hashes(step.inputs)
+        entry = state["stages"].get(name)
+        if resume and _is_complete(entry, step, input_hashes):
+            progress.status(f"[{name}] up to date, skipped ({step.output})")
+            report["stages"].append({**entry, "name": name, "skipped": True})
+            continue
+        progress.status(f"[{name}] {step.command_line()}")
+        started = time.perf_counter()
+        try:
+            stage_report = _command(step.stage.run).main(
+                list(step.args), prog_name=f"compress {step.stage.run}", standalone_mode=False, obj=dict(obj or {})
+            )
+        except GateFailedError as exc:
+            stage_report, gate_failure = exc.report, exc
+        except CompressError as exc:
+            state["stages"][name] = {"status": "failed", "error": exc.message, "args": step.args}
+            _save_state(run_dir, state)
+            exc.message = f"stage {name!r} ({recipe.where(step.stage)}): {exc.message}"
+            raise
+        entry = {
+            "status": "complete",
+            "run": step.stage.run,
+            "args": step.args,
+            "input_hashes": input_hashes,
+            "output": str(step.output),
+            "output_hash": hash_directory(step.output) if step.output.is_dir() else None,
+            "wall_time_s": round(time.perf_counter() - started, 2),
+            "report": stage_report,
+        }
+        state["stages"][name] = entry
+        _save_state(run_dir, state)
+        report["stages"].append({**entry, "name": name, "skipped": False})
+    report["passed"] = gate_failure is None
+    if gate_failure is not None:
+        raise GateFailedError(gate_failure.message, report=report)
+    return report
