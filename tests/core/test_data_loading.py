@@ -125,3 +125,18 @@ def test_lm_blocks_too_little_text(tiny_gpt2_dir):
     tokenizer = load_tokenizer(tiny_gpt2_dir)
     with pytest.raises(BadInputError, match="fewer than one block"):
         lm_blocks(tokenizer, ["hi"], block_size=64)
+
+
+def test_hub_name_without_hub_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets":
+            raise ImportError("no datasets")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(BadInputError, match="glue:sst2: no such file, and hub datasets need the 'datasets' package"):
+        read_table("glue:sst2")
