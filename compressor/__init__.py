@@ -12,9 +12,17 @@ from typing import Any
 from compressor.errors import BadInputError, CompressError, GateFailedError, RuntimeFailureError
 
 _LAZY = {
+    "bench": "compressor.bench:bench",
+    "BenchConfig": "compressor.bench:BenchConfig",
     "export_onnx": "compressor.export:export_onnx",
+    "distill": "compressor.distill:distill",
+    "DistillConfig": "compressor.distill:DistillConfig",
     "ExportConfig": "compressor.export:ExportConfig",
     "open_artifact": "compressor.artifact:open_artifact",
+    "quantize": "compressor.quantize:quantize",
+    "QuantizeConfig": "compressor.quantize:QuantizeConfig",
+    "prune": "compressor.prune:prune",
+    "PruneConfig": "compressor.prune:PruneConfig",
     "run_pipeline": "compressor.pipeline:run_pipeline",
 }
 

@@ -53,6 +53,15 @@ def check_weights(directory: Path, allow_pickle: bool) -> bool:
     raise BadInputError(f"{directory}: no model weights (model.safetensors or pytorch_model.bin)")
 
 
+def quantized_recipe(artifact: Artifact) -> dict[str, Any] | None:
+    """How to rebuild a PyTorch artifact written by ``compress quantize`` (from its last quantize
+    stage record), or None for a float checkpoint that transformers loads directly."""
+    for record in reversed(artifact.stages):
+        if record.stage == "quantize":
+            return record.report.get("reload")
+    return None
+
+
 def load_model(
     artifact: Artifact,
     *,
@@ -61,9 +70,15 @@ def load_model(
     task: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """A transformers model for a PyTorch artifact, in eval mode."""
+    """A transformers model for a PyTorch artifact, in eval mode (quantized artifacts are rebuilt
+    from their manifest recipe, see ``compressor.quantize.torch_format``)."""
     if artifact.format != PYTORCH:
         raise BadInputError(f"{artifact.path}: is a {artifact.format} artifact; this step needs a PyTorch checkpoint")
+    recipe = quantized_recipe(artifact)
+    if recipe is not None:
+        from compressor.quantize.torch_format import load_artifact
+
+        return load_artifact(artifact, recipe, task=task or artifact.task, trust_remote_code=trust_remote_code)
     use_safetensors = check_weights(artifact.path, allow_pickle)
     auto = artifact.family.auto_class(task or artifact.task)
     try:

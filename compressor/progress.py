@@ -30,3 +30,11 @@ def status(message: str) -> None:
     """A one-line note of what is happening now (not a result: results go in reports)."""
     if not _quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+def meter(total: int | None, desc: str, *, disable: bool = False, **kwargs: Any) -> Any:
+    """A bar updated by hand (``update(n)``, ``set_postfix(...)``) for loops that are not one iterable,
+    e.g. a training loop showing loss, metric and ETA."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=disable or not enabled(), file=sys.stderr, leave=False, **kwargs)

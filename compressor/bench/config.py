@@ -68,7 +68,8 @@ def check_gate_value(name: str, value: Any) -> float:
     if not above_low or number > spec.high:
         bracket = "[" if spec.low_inclusive else "("
         raise BadInputError(
-            f"--{spec.name} {value}: out of range; expected a value in {bracket}{spec.low:g}, {spec.high:g}] ({spec.unit})"
+            f"--{spec.name} {value}: out of range; expected a value in "
+            f"{bracket}{spec.low:g}, {spec.high:g}] ({spec.unit})"
         )
     return number
 

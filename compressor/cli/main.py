@@ -19,8 +19,12 @@ from compressor.errors import EXIT_BAD_INPUT, CompressError
 
 # name -> "module:attribute"; only commands that work are listed here.
 COMMANDS = {
+    "bench": "compressor.cli.bench:command",
+    "distill": "compressor.cli.distill:command",
     "export-onnx": "compressor.cli.export_onnx:command",
     "inspect": "compressor.cli.inspect:command",
+    "quantize": "compressor.cli.quantize:command",
+    "prune": "compressor.cli.prune:command",
     "run": "compressor.cli.run:command",
 }
 

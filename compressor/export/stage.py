@@ -39,6 +39,15 @@ def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
     shutil.rmtree(optimized_dir)
 
 
+def export_task(source: Any) -> str:
+    """optimum's exporter builds the dummy KV cache with ``config.n_head`` heads in every layer, which a
+    head-pruned causal LM (``config.pruned_heads``, written by ``compress prune``) no longer has: such a
+    model is exported without the cache (``ORTModelForCausalLM`` runs it with ``use_cache=False``)."""
+    if source.task == CAUSAL_LM and source.config.get("pruned_heads"):
+        return "text-generation"
+    return ONNX_EXPORT_TASKS[source.task]
+
+
 def graph_summary(onnx_file: Path) -> dict[str, Any]:
     import onnx
 
@@ -72,13 +81,16 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     from optimum.exporters.onnx import onnx_export_from_model
 
     model = load_model(source, allow_pickle=allow_pickle)
+    if source.task == CAUSAL_LM and not export_task(source).endswith("-with-past"):
+        # Written into the exported config.json, so ORTModelForCausalLM generates without a cache.
+        model.config.use_cache = False
     with staged_output(dst, sources=[source.path], force=force) as out:
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
         try:
             onnx_export_from_model(
                 model,
                 out,
-                task=ONNX_EXPORT_TASKS[source.task],
+                task=export_task(source),
                 opset=config.opset,
                 device=config.device,
                 preprocessors=[tokenizer],
@@ -99,8 +111,8 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         parity["inputs"] = config.parity_data.path if config.parity_data else "built-in sentences"
         report: dict[str, Any] = {
             "onnx_file": "model.onnx",
-            "export_task": ONNX_EXPORT_TASKS[source.task],
-            "with_past": source.task == CAUSAL_LM,
+            "export_task": export_task(source),
+            "with_past": export_task(source).endswith("-with-past"),
             "graph": graph_summary(onnx_file),
             "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
             "parity": parity,

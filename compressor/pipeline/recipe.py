@@ -14,7 +14,8 @@
         baseline: teacher
         with: {data: ../shared/assets/glue/SST-2/dev.tsv, max-accuracy-drop: 1.0}
 
-Stage options (``with``) are exactly the command's CLI flags, so a recipe and a command line mean the
+Paths are relative to the working directory, as on a command line; ``${VAR}`` and
+``${VAR:-default}`` expand from the environment. Stage options (``with``) are exactly the command's CLI flags, so a recipe and a command line mean the
 same thing and are validated by the same code. Everything is checked before anything runs; errors
 name the recipe file and line.
 """
@@ -33,7 +34,7 @@ from compressor.errors import BadInputError
 STAGE_COMMANDS = ("distill", "prune", "quantize", "export-onnx", "bench")
 _STAGE_KEYS = {"name", "run", "from", "with", "artifacts", "baseline"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 @dataclass
@@ -68,11 +69,14 @@ class Recipe:
 
 
 def _expand(value: Any, path: Path, line: int) -> Any:
-    """``${VAR}`` from the environment; a missing variable is an error, not an empty string."""
+    """``${VAR}`` / ``${VAR:-default}`` from the environment; an unset variable without a default is
+    an error, not an empty string."""
     if isinstance(value, str):
         def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, default = match.group(1), match.group(2)
             if name not in os.environ:
+                if default is not None:
+                    return default
                 raise BadInputError(f"{path}:{line}: environment variable ${{{name}}} is not set")
             return os.environ[name]
 
@@ -153,11 +157,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     if not isinstance(raw_stages, list) or not raw_stages:
         raise BadInputError(f"{file}: 'stages' must be a non-empty list")
 
-    base = file.parent
-    resolved_inputs = {}
-    for name, value in inputs.items():
-        expanded = _expand(str(value), file, 1)
-        resolved_inputs[str(name)] = expanded if os.path.isabs(expanded) else str((base / expanded))
+    # Paths in a recipe, like paths on a command line, are relative to the working directory.
+    resolved_inputs = {str(name): _expand(str(value), file, 1) for name, value in inputs.items()}
 
     known: set[str] = set(resolved_inputs)
     stages: list[Stage] = []

@@ -135,3 +135,9 @@ def test_stage_failure_exit_code_and_message(run_cli, tmp_path, tiny_bert_dir):
     state = json.loads((tmp_path / "run" / "run.json").read_text())
     assert state["stages"]["onnx"]["status"] == "failed"
     assert not (tmp_path / "run" / "onnx").exists()
+
+
+def test_env_default(tmp_path, monkeypatch):
+    path = _write(tmp_path, "inputs:\n  teacher: ${NOT_SET_X:-fallback}/t\nstages:\n  - {name: o, run: export-onnx, from: teacher}\n")
+    monkeypatch.delenv("NOT_SET_X", raising=False)
+    assert load_recipe(path).inputs["teacher"] == "fallback/t"

@@ -1,0 +1,473 @@
+"""The bench stage: artifacts and a baseline in, reports out. It writes no artifact.
+
+Everything a user can get wrong (paths, tasks, labels, data, device, gates, report paths) is checked
+before the first model is timed. Each model is then loaded alone, scored, timed batch size by batch
+size with fixed threads, profiled (ONNX), released, and its peak memory measured in a fresh process.
+Gates run last; when any fails, the reports are still written and ``GateFailedError`` (exit 1)
+carries the report.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor import metrics, progress
+from compressor.artifact import ONNX, PYTORCH, Artifact, open_artifact
+from compressor.bench import checks, gates, memory, quality, reports
+from compressor.bench.config import CLASSIFIER_ONLY, LM_ONLY, BenchConfig
+from compressor.bench.runner import OnnxBench, TorchBench
+from compressor.bench.timing import run_loop, summarize, throughput
+from compressor.bench.weights import onnx_weight_stats, torch_weight_stats
+from compressor.bench.workload import Workload, classification_workload, lm_workload
+from compressor.data import ClassificationData, load_classification, load_texts
+from compressor.devices import require_device
+from compressor.errors import BadInputError, GateFailedError
+from compressor.families.base import CAUSAL_LM, CLASSIFICATION
+from compressor.loading import check_weights, load_model, load_tokenizer, quantized_recipe
+from compressor.manifest import library_versions, tool_version
+
+LM_QUALITY_BATCH = 8  # LM logits are (batch, length, vocab): keep the float64 log-softmax small
+
+
+@dataclass
+class Subject:
+    name: str
+    role: str  # baseline | artifact | parent
+    artifact: Artifact
+    tokenizer: Any
+    workload: Workload | None = None
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+def _open(path: str | Path, what: str) -> Artifact:
+    try:
+        return open_artifact(path)
+    except BadInputError as exc:
+        raise BadInputError(f"{what} {exc.message}") from exc
+
+
+def _names(paths: list[Path]) -> list[str]:
+    names = [p.resolve().name for p in paths]
+    return [str(p) if names.count(n) > 1 else n for p, n in zip(paths, names)]
+
+
+def _tokenizer(artifact: Artifact, fallback: Any) -> Any:
+    """The artifact's own tokenizer; the baseline's when the artifact ships none (some engines save
+    only the weights)."""
+    try:
+        return load_tokenizer(artifact.path)
+    except BadInputError:
+        if fallback is None:
+            raise
+        return fallback
+
+
+def _positions(artifact: Artifact) -> int | None:
+    return artifact.config.get("n_positions") or artifact.config.get("max_position_embeddings")
+
+
+def _check_loadable(artifact: Artifact, config: BenchConfig) -> None:
+    """Weights that will not load fail now, before any model has been timed."""
+    if artifact.format == PYTORCH:
+        if quantized_recipe(artifact) is None:  # quantized artifacts are rebuilt by their own loader
+            check_weights(artifact.path, config.allow_pickle)
+    elif artifact.format == ONNX:
+        if not any(artifact.path.glob("*.onnx")):
+            raise BadInputError(f"{artifact.path}: ONNX artifact without a .onnx file")
+    else:
+        raise BadInputError(f"{artifact.path}: unknown artifact format {artifact.format!r}")
+
+
+def _check_paths(config: BenchConfig) -> None:
+    if config.report_dir and Path(config.report_dir).exists() and not Path(config.report_dir).is_dir():
+        raise BadInputError(f"--report-dir {config.report_dir}: exists and is not a directory")
+    if config.junit and Path(config.junit).is_dir():
+        raise BadInputError(f"--junit {config.junit}: is a directory; give a file path")
+
+
+def _check_gates(config: BenchConfig, task: str, baseline: Artifact) -> None:
+    for name in config.gates:
+        if name in CLASSIFIER_ONLY and task != CLASSIFICATION:
+            raise BadInputError(f"--{name}: applies to classifiers; {baseline.path} is a {task} model "
+                                "(use --max-perplexity-increase)")
+        if name in LM_ONLY and task != CAUSAL_LM:
+            raise BadInputError(f"--{name}: applies to causal LMs; {baseline.path} is a {task} model "
+                                "(use --max-accuracy-drop)")
+
+
+def _plan(paths: list[str | Path], config: BenchConfig) -> tuple[list[Subject], list[Subject], Any]:
+    """Open and check everything; returns (baseline + artifacts, float parents to time, labels)."""
+    if not paths:
+        raise BadInputError("no artifacts given; pass one or more artifact directories to bench")
+    require_device(config.device)
+    _check_paths(config)
+    baseline = _open(config.baseline, "--baseline")
+    artifacts = [_open(p, "artifact") for p in paths]
+    task = baseline.task
+    if task not in (CLASSIFICATION, CAUSAL_LM):
+        raise BadInputError(f"--baseline {baseline.path}: task {task} has no quality metric to bench; "
+                            f"bench supports {CLASSIFICATION} and {CAUSAL_LM}")
+    for artifact in artifacts:
+        if artifact.task != task:
+            raise BadInputError(
+                f"{artifact.path}: task {artifact.task} differs from the baseline's ({baseline.path}: {task}); "
+                "bench compares artifacts of one task"
+            )
+    _check_gates(config, task, baseline)
+
+    base_tok = load_tokenizer(baseline.path)
+    names = _names([Path(config.baseline), *[Path(p) for p in paths]])
+    subjects = [Subject(names[0], "baseline", baseline, base_tok)]
+    subjects += [Subject(n, "artifact", a, _tokenizer(a, base_tok)) for n, a in zip(names[1:], artifacts)]
+    parents = _parents(subjects, base_tok)
+    for subject in subjects + parents:
+        _check_loadable(subject.artifact, config)
+
+    labels = None
+    everyone = subjects + parents
+    if task == CLASSIFICATION:
+        label2id = baseline.config.get("label2id")
+        for subject in everyone[1:]:
+            other = subject.artifact.config.get("label2id")
+            if label2id and other and other != label2id:
+                raise BadInputError(
+                    f"{subject.artifact.path}: label set {other} differs from the baseline's {label2id}; "
+                    "predictions cannot be compared"
+                )
+        data = load_classification(config.data, label2id=label2id, require_labels=True)
+        data = ClassificationData(texts=data.texts[: config.max_samples],
+                                  pairs=data.pairs[: config.max_samples] if data.pairs else None,
+                                  labels=data.labels[: config.max_samples] if data.labels else None,
+                                  source=data.source)
+        labels = (np.asarray(data.labels), len(label2id) if label2id else int(baseline.config.get("num_labels", 2)))
+        for subject in everyone:
+            subject.workload = classification_workload(
+                subject.tokenizer, data, batch_sizes=config.batch_sizes, max_length=config.max_length,
+                quality_batch_size=config.quality_batch_size,
+            )
+    else:
+        texts = load_texts(config.data)
+        limits = [p for p in (_positions(s.artifact) for s in everyone) if p]
+        block = min([config.max_length, *limits])
+        prompt = min([config.max_length, *[p - config.decode_tokens for p in limits]])
+        if prompt < 1:
+            raise BadInputError(
+                f"--decode-tokens {config.decode_tokens}: leaves no room for a prompt within the model's "
+                f"{min(limits)} positions"
+            )
+        for subject in everyone:
+            try:
+                subject.workload = lm_workload(
+                    subject.tokenizer, texts, batch_sizes=config.batch_sizes, block_size=block, prompt_length=prompt,
+                    max_blocks=config.max_samples, quality_batch_size=min(config.quality_batch_size, LM_QUALITY_BATCH),
+                )
+            except BadInputError as exc:  # too little text for one block: name the file
+                raise BadInputError(
+                    f"{config.data.path}: {exc.message}; give more text or a smaller --max-length"
+                ) from exc
+    return subjects, parents, labels
+
+
+def _parents(subjects: list[Subject], fallback_tokenizer: Any) -> list[Subject]:
+    """Float parents of quantized artifacts that are not benched already and still exist on disk."""
+    known = {s.artifact.path.resolve() for s in subjects}
+    parents: list[Subject] = []
+    for subject in subjects[1:]:
+        origin = checks.quantized_from(subject.artifact)
+        if origin is None or origin[0].resolve() in known or not origin[0].is_dir():
+            continue
+        try:
+            artifact = open_artifact(origin[0])
+        except BadInputError:
+            continue  # moved or deleted parents are reported as not compared, not as bad input
+        known.add(origin[0].resolve())
+        parents.append(Subject(f"{origin[0].name} (float parent)", "parent", artifact,
+                               _tokenizer(artifact, fallback_tokenizer)))
+    return parents
+
+
+# ----------------------------------------------------------------------------------- measurement
+
+
+def _precision(artifact: Artifact) -> str:
+    origin = checks.quantized_from(artifact)
+    if origin:
+        return origin[2]
+    if any(r.stage == "export-onnx" and r.config.get("fp16") for r in artifact.stages):
+        return "fp16"
+    return "float"
+
+
+def _load(subject: Subject, config: BenchConfig) -> tuple[Any, dict[str, Any]]:
+    artifact = subject.artifact
+    if artifact.format == PYTORCH:
+        model = load_model(artifact, allow_pickle=config.allow_pickle)
+        return TorchBench(model, device=config.device), torch_weight_stats(model)
+    if artifact.format == ONNX:
+        runner = OnnxBench(artifact.onnx_file, device=config.device, threads=config.resolved_threads)
+        return runner, onnx_weight_stats(artifact.onnx_file)
+    raise BadInputError(f"{artifact.path}: unknown artifact format {artifact.format!r}")
+
+
+def _scores(runner: Any, workload: Workload, task: str) -> dict[str, np.ndarray]:
+    """Raw per-sample outputs quality is computed from."""
+    if task == CLASSIFICATION:
+        preds = [runner.logits(batch).argmax(-1) for batch in workload.quality_batches]
+        return {"predictions": np.concatenate(preds)}
+    nll, preds = [], []
+    for batch in workload.quality_batches:
+        ids = batch["input_ids"]
+        logits = runner.logits(batch)
+        nll.append(metrics.next_token_nll(logits, ids).reshape(len(ids), -1).mean(axis=1))
+        preds.append(logits[:, :-1].argmax(-1).reshape(-1))
+    return {"block_nll": np.concatenate(nll), "predictions": np.concatenate(preds)}
+
+
+def _time_forward(runner: Any, batches: list[dict[str, np.ndarray]], config: BenchConfig) -> list[float]:
+    prepared = [runner.prepare(b) for b in batches]
+    return run_loop(lambda i: runner.time_forward(prepared[i % len(prepared)]), warmup=config.warmup,
+                    min_runs=config.min_runs, min_seconds=config.min_seconds)
+
+
+def _latency(
+    runner: Any, subject: Subject, config: BenchConfig, task: str, batch_sizes: tuple[int, ...]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    workload = subject.workload
+    latency: dict[str, Any] = {}
+    decode: dict[str, Any] | None = None
+    for size in batch_sizes:
+        progress.status(f"  timing {subject.name} at batch {size}")
+        if task == CAUSAL_LM and runner.supports_decode():
+            prompts = workload.prompts[size]
+            prefills: list[float] = []
+            steps: list[float] = []
+
+            def generate(i: int) -> float:
+                prefill, step = runner.generate(prompts[i % len(prompts)], config.decode_tokens)
+                if i >= config.warmup:  # warm-up calls are not samples
+                    prefills.append(prefill)
+                    steps.extend(step)
+                return prefill + sum(step)
+
+            run_loop(generate, warmup=config.warmup, min_runs=config.min_runs, min_seconds=config.min_seconds)
+            stats = summarize(prefills)
+            stats["samples_per_s"] = throughput([size] * len(prefills), prefills)
+            stats["tokens_per_s"] = throughput([size * workload.prompt_length] * len(prefills), prefills)
+            stats["sequence_length"] = workload.prompt_length
+            step_stats = summarize(steps)
+            step_stats["tokens_per_s"] = throughput([size] * len(steps), steps)
+            step_stats["new_tokens"] = config.decode_tokens
+            step_stats["prompt_length"] = workload.prompt_length
+            decode = decode or {}
+            decode[str(size)] = step_stats
+        else:
+            samples = _time_forward(runner, workload.latency_batches[size], config)
+            stats = summarize(samples)
+            stats["samples_per_s"] = throughput([size] * len(samples), samples)
+            if task == CAUSAL_LM:
+                stats["sequence_length"] = workload.prompt_length
+                stats["tokens_per_s"] = throughput([size * workload.prompt_length] * len(samples), samples)
+        latency[str(size)] = stats
+    return latency, decode
+
+
+def _memory(subject: Subject, config: BenchConfig, task: str) -> dict[str, Any]:
+    largest = max(config.batch_sizes)
+    workload = subject.workload
+    prompt = workload.prompts[largest][0] if task == CAUSAL_LM else None
+    progress.status(f"  peak memory of {subject.name} in a fresh process")
+    return memory.measure(
+        subject.artifact.path, device=config.device, threads=config.resolved_threads,
+        batches=[workload.heaviest(largest)], prompt=prompt,
+        decode_tokens=config.decode_tokens if prompt is not None else 0,
+        allow_pickle=config.allow_pickle,
+    )
+
+
+def _measure(
+    subject: Subject, config: BenchConfig, task: str, *, full: bool
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One model's entry and raw scores; ``full=False`` (float parents) times the reference batch only."""
+    artifact = subject.artifact
+    progress.status(f"benching {subject.name} ({artifact.format}, {_precision(artifact)})")
+    entry: dict[str, Any] = {
+        "name": subject.name, "path": str(artifact.path), "role": subject.role, "format": artifact.format,
+        "family": artifact.family.name, "task": artifact.task, "precision": _precision(artifact),
+        "lineage": [r.stage for r in artifact.stages],
+        "size_bytes": artifact.size_bytes(), "size_mb": artifact.size_bytes() / 1e6,
+    }
+    runner, weight_stats = _load(subject, config)
+    raw: dict[str, np.ndarray] = {}
+    try:
+        entry.update(weight_stats)
+        if artifact.format == ONNX:
+            entry["providers"] = runner.providers
+        if full:
+            progress.status(f"  scoring {subject.name} on {len(subject.workload.quality_batches)} batches")
+            raw = _scores(runner, subject.workload, task)
+        sizes = config.batch_sizes if full else (config.reference_batch,)
+        sample = checks.busy_cpus()  # other processes' load, sampled while this one sleeps
+        entry["other_busy_cpus"] = round(sample[0], 2) if sample else None
+        entry["latency"], entry["decode"] = _latency(runner, subject, config, task, sizes)
+        if artifact.format == ONNX and config.profile_runs and full:
+            batches = subject.workload.latency_batches[config.reference_batch]
+            events = runner.profile([runner.prepare(b) for b in batches[: config.profile_runs]], config.profile_runs)
+            entry["provider_coverage"] = checks.provider_coverage(events)
+    finally:
+        runner.close()
+        del runner
+        gc.collect()
+    entry["memory"] = _memory(subject, config, task) if config.measure_memory and full else None
+    return entry, raw
+
+
+# ---------------------------------------------------------------------------------- comparisons
+
+
+def _compare(entry: dict[str, Any], raw: dict[str, np.ndarray], base: dict[str, Any], base_raw: dict[str, np.ndarray],
+             labels: Any, task: str, config: BenchConfig) -> None:
+    ref = str(config.reference_batch)
+    entry["speedup"] = base["latency"][ref]["p50_ms"] / entry["latency"][ref]["p50_ms"]
+    if task == CLASSIFICATION:
+        y, num_labels = labels
+        scores = quality.classification_scores(raw["predictions"], y, num_labels)
+        if entry["role"] != "baseline":
+            scores["vs_baseline"] = quality.classification_vs_baseline(
+                raw["predictions"], base_raw["predictions"], y, num_labels, resamples=config.bootstrap, seed=config.seed
+            )
+    else:
+        base_decode, decode = (base.get("decode") or {}).get(ref), (entry.get("decode") or {}).get(ref)
+        entry["decode_speedup"] = base_decode["p50_ms"] / decode["p50_ms"] if base_decode and decode else None
+        scores = quality.lm_scores(raw["block_nll"], tokens_per_block=_tokens_per_block(raw))
+        if entry["role"] != "baseline":
+            scores["vs_baseline"] = quality.lm_vs_baseline(
+                raw["block_nll"], base_raw["block_nll"],
+                agreement=metrics.agreement(raw["predictions"], base_raw["predictions"]),
+                resamples=config.bootstrap, seed=config.seed,
+            )
+    entry["quality"] = scores
+
+
+def _tokens_per_block(raw: dict[str, np.ndarray]) -> int:
+    """Scored tokens per LM block (every position but the first predicts a token)."""
+    return int(raw["predictions"].size // max(raw["block_nll"].size, 1))
+
+
+def _parent_warnings(subjects: list[Subject], entries: list[dict[str, Any]], parent_entries: list[dict[str, Any]],
+                     config: BenchConfig) -> list[dict[str, str]]:
+    ref = str(config.reference_batch)
+    by_path = {Path(e["path"]).resolve(): e for e in [*entries, *parent_entries]}
+    found = []
+    for subject, entry in zip(subjects[1:], entries[1:]):
+        origin = checks.quantized_from(subject.artifact)
+        if origin is None:
+            continue
+        parent = by_path.get(origin[0].resolve())
+        entry["float_parent"] = {"path": str(origin[0]), "compared": parent is not None}
+        if parent is None:
+            continue
+        entry["float_parent"]["p50_ms"] = parent["latency"][ref]["p50_ms"]
+        note = checks.slower_than_parent(entry["name"], entry["latency"][ref]["p50_ms"], parent["name"],
+                                         parent["latency"][ref]["p50_ms"], config.reference_batch)
+        if note:
+            found.append(note)
+    return found
+
+
+def _tokenizer_warnings(subjects: list[Subject], task: str) -> list[dict[str, str]]:
+    if task != CAUSAL_LM:
+        return []  # classifiers are compared row by row; their tokenizers may differ
+    base_vocab = subjects[0].tokenizer.get_vocab()
+    return [
+        checks.warning("tokenizer-differs", s.name,
+                       f"{s.name}: its tokenizer differs from the baseline's; perplexities are per token of "
+                       "different vocabularies and not directly comparable")
+        for s in subjects[1:]
+        if s.tokenizer is not subjects[0].tokenizer and s.tokenizer.get_vocab() != base_vocab
+    ]
+
+
+# -------------------------------------------------------------------------------------- the stage
+
+
+def bench(artifacts: list[str | Path], config: BenchConfig) -> dict[str, Any]:
+    """Measure ``artifacts`` against ``config.baseline``; returns the report (schema in reports.py).
+
+    Raises ``BadInputError`` (exit 2) before measuring anything, and ``GateFailedError`` (exit 1,
+    with the report) after writing the reports when a gate fails.
+    """
+    subjects, parents, labels = _plan(list(artifacts), config)
+    task = subjects[0].artifact.task
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    restore = _fix_threads(config.resolved_threads, any(s.artifact.format == PYTORCH for s in subjects + parents))
+    try:
+        measured = [_measure(s, config, task, full=True) for s in subjects]
+        parent_entries = [_measure(p, config, task, full=False)[0] for p in parents]
+    finally:
+        restore()
+    entries = [entry for entry, _ in measured]
+    base_entry, base_raw = measured[0]
+    for entry, raw in measured:
+        _compare(entry, raw, base_entry, base_raw, labels, task, config)
+
+    warnings = _tokenizer_warnings(subjects, task) + _parent_warnings(subjects, entries, parent_entries, config)
+    busy = [e["other_busy_cpus"] for e in entries + parent_entries if e.get("other_busy_cpus") is not None]
+    note = checks.machine_busy_warning(max(busy), checks.cpu_count(), config.resolved_threads) if busy else None
+    warnings += [note] if note else []
+    for entry in entries:
+        if entry["format"] == ONNX:
+            warnings += checks.provider_warnings(entry["name"], config.device, entry.get("providers", []),
+                                                 entry.get("provider_coverage"))
+    results = [r for entry in entries[1:] for r in gates.evaluate(entry, config.gates, config.reference_batch)]
+    warnings += checks.ci_warnings(results)
+    report = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "tool": {"name": "compress bench", "version": tool_version()},
+        "created_at": created,
+        "passed": all(r.passed for r in results),
+        "task": task,
+        "environment": {
+            "device": config.device,
+            "threads": config.resolved_threads,
+            "reference_batch": config.reference_batch,
+            "cpus": checks.cpu_count(),
+            "max_other_busy_cpus": max(busy) if busy else None,
+            "versions": library_versions(),
+        },
+        "config": config.to_dict(),
+        "baseline": entries[0],
+        "artifacts": entries[1:],
+        "parents": parent_entries,
+        "gates": [r.to_dict() for r in results],
+        "warnings": warnings,
+    }
+    for note in warnings:
+        progress.status(f"warning: {note['message']}")
+    report["reports"] = reports.write_reports(report, config.report_dir, config.junit)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise GateFailedError(
+            f"{len(failed)} of {len(results)} gates failed: "
+            + "; ".join(f"{r.artifact} {r.gate} ({r.detail})" for r in failed),
+            report=report,
+        )
+    return report
+
+
+def _fix_threads(threads: int, uses_torch: bool) -> Any:
+    """Pin torch's intra-op pool (onnxruntime sessions get ``threads`` directly); returns the undo."""
+    if not uses_torch:
+        return lambda: None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return lambda: torch.set_num_threads(previous)

@@ -1,0 +1,174 @@
+"""The distill stage: a teacher artifact in, a smaller student artifact out.
+
+Every input (teacher, student choice, data, resume checkpoint, output path) is judged before any
+model is loaded or anything written. Under ``accelerate launch`` every process trains; only the
+main process writes the output (and creates directories); the others wait for it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from compressor import progress
+from compressor.artifact import PYTORCH, Artifact, StageTimer, _check_output_path, open_artifact, staged_output, write_manifest
+from compressor.devices import require_device
+from compressor.distill.batches import file_hash, load_rows
+from compressor.distill.config import DistillConfig
+from compressor.distill.student import (
+    FROM_TEACHER,
+    StudentPlan,
+    build_student,
+    count_parameters,
+    hidden_width,
+    layer_count,
+    plan_student,
+)
+from compressor.errors import BadInputError
+from compressor.families.base import CAUSAL_LM, CLASSIFICATION
+from compressor.loading import load_model, load_tokenizer
+
+# Settings that do not change the trained weights; a resumed run may change them.
+_NOT_FINGERPRINTED = ("resume", "checkpoint_steps", "checkpoint_dir", "eval_teacher", "eval_steps")
+
+
+def _positions(config: dict[str, Any]) -> int | None:
+    return config.get("n_positions") or config.get("max_position_embeddings")
+
+
+def checkpoint_dir_for(dst: Path, config: DistillConfig) -> Path:
+    return Path(config.checkpoint_dir) if config.checkpoint_dir else dst.parent / f".{dst.name}.checkpoints"
+
+
+def _make_accelerator(config: DistillConfig) -> Any:
+    from accelerate import Accelerator
+
+    precision = config.mixed_precision
+    if precision == "auto":
+        if config.device == "cuda":
+            import torch
+
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "no"
+    return Accelerator(cpu=config.device == "cpu", mixed_precision=precision,
+                       gradient_accumulation_steps=config.grad_accum)
+
+
+def _check_teacher(source: Artifact) -> None:
+    if source.format != PYTORCH:
+        raise BadInputError(f"{source.path}: is a {source.format} artifact; distill needs a PyTorch teacher")
+    if source.task not in (CLASSIFICATION, CAUSAL_LM):
+        raise BadInputError(
+            f"{source.path}: is a {source.task} model without a task head; distill needs a text classifier or a causal LM"
+        )
+
+
+def _remove_checkpoints(directory: Path) -> None:
+    for name in ("latest", "next", "previous"):
+        shutil.rmtree(directory / name, ignore_errors=True)
+    try:
+        directory.rmdir()  # only if nothing else lives there (a user-chosen --checkpoint-dir)
+    except OSError:
+        pass
+
+
+def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, force: bool = False,
+            allow_pickle: bool = False) -> dict[str, Any]:
+    """Distil ``teacher`` into a smaller student written to ``dst``; returns the stage report."""
+    source = open_artifact(teacher)
+    _check_teacher(source)
+    require_device(config.device)
+    dst = Path(dst)
+    # Fail on an existing output now, not after the training run.
+    _check_output_path(dst, [source.path], force)
+    plan = plan_student(config, source)
+    tokenizer = load_tokenizer(source.path)
+    limits = [config.max_length, _positions(source.config), _positions(plan.config)]
+    max_length = min(x for x in limits if x)
+    label2id = source.config.get("label2id")
+    train = load_rows(source.task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data")
+    eval_rows = None
+    if config.eval_data is not None:
+        eval_rows = load_rows(source.task, tokenizer, config.eval_data, label2id=label2id, max_length=max_length,
+                              flag="--eval-data")
+    data_hash = file_hash(config.data)
+    source_hash = source.content_hash()
+    checkpoints = checkpoint_dir_for(dst, config)
+    fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    fingerprint.update(teacher_hash=source_hash, data_hash=data_hash)
+
+    from compressor.distill.trainer import Distiller, check_resumable, metric_name
+
+    if config.resume:
+        check_resumable(checkpoints, fingerprint)
+    timer = StageTimer()
+
+    from accelerate.utils import set_seed
+
+    accelerator = _make_accelerator(config)
+    main = accelerator.is_main_process
+    set_seed(config.seed)
+    # Attention maps come only from the eager attention code path.
+    model_kwargs = {"attn_implementation": "eager"} if config.alpha_attn else {}
+    teacher_model = load_model(source, allow_pickle=allow_pickle, **model_kwargs)
+    student = build_student(plan, teacher_model, source, allow_pickle=allow_pickle, model_kwargs=model_kwargs)
+    teacher_params, student_params = count_parameters(teacher_model), count_parameters(student)
+    if main:
+        progress.status(
+            f"distilling {source.path} ({layer_count(source.config)} layers, {teacher_params / 1e6:.1f}M params) into a "
+            f"{plan.layers}-layer student ({student_params / 1e6:.1f}M params, {plan.source}) on {len(train)} rows"
+        )
+    distiller = Distiller(
+        accelerator, task=source.task, config=config, teacher=teacher_model, student=student,
+        layer_map=plan.layer_map, teacher_width=hidden_width(source.config), student_width=plan.width,
+        train=train, eval_rows=eval_rows, checkpoint_dir=checkpoints, fingerprint=fingerprint,
+    )
+    metric = metric_name(source.task)
+    teacher_metric = None
+    if eval_rows is not None and config.eval_teacher:
+        teacher_metric = distiller.evaluate(teacher_model, eval_rows)
+    training = distiller.run()
+    final = distiller.final_student()
+    report = _report(source, source_hash, plan, config, train_rows=len(train), eval_rows=eval_rows,
+                     data_hash=data_hash, max_length=max_length, training=training, metric=metric,
+                     teacher_metric=teacher_metric, teacher_params=teacher_params, student_params=student_params)
+    if main:
+        with staged_output(dst, sources=[source.path], force=force) as out:
+            final.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+            report["size_bytes"] = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+            write_manifest(out, source=source, source_hash=source_hash, stage="distill", config=config.to_dict(),
+                           report=report, timer=timer, fmt=PYTORCH, seed=config.seed)
+        _remove_checkpoints(checkpoints)
+    accelerator.wait_for_everyone()
+    return report
+
+
+def _report(source: Artifact, source_hash: str, plan: StudentPlan, config: DistillConfig, *, train_rows: int,
+            eval_rows: Any, data_hash: str, max_length: int, training: dict[str, Any], metric: str,
+            teacher_metric: float | None, teacher_params: int, student_params: int) -> dict[str, Any]:
+    curve = training.pop("eval_curve")
+    best = next((p[metric] for p in curve if p["step"] == training["best_step"]), None)
+    metrics: dict[str, float] = {}
+    if best is not None:
+        metrics[metric] = best
+    if teacher_metric is not None:
+        metrics[f"teacher_{metric}"] = teacher_metric
+    return {
+        "teacher": {"path": str(source.path.resolve()), "hash": source_hash, "layers": layer_count(source.config),
+                    "parameters": teacher_params},
+        "student": {**plan.describe(), "parameters": student_params,
+                    "initialised_from_teacher_layers": list(plan.layer_map) if plan.source == FROM_TEACHER else None},
+        "layer_map": list(plan.layer_map),
+        "losses": config.losses(),
+        "data": {"train": config.data.path, "train_hash": data_hash, "train_rows": train_rows,
+                 "eval": config.eval_data.path if config.eval_data else None,
+                 "eval_hash": file_hash(config.eval_data) if config.eval_data else None,
+                 "eval_rows": len(eval_rows) if eval_rows is not None else None, "max_length": max_length},
+        "metrics": metrics,
+        "eval_metric": metric,
+        "eval_curve": curve,
+        "training": training,
+    }

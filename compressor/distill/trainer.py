@@ -1,0 +1,408 @@
+"""The distillation loop, written once on accelerate so the same code runs on a CPU, a GPU, or data
+parallel under ``accelerate launch`` (the dataloader is sharded, gradients all-reduced, eval
+results reduced across processes).
+
+Per step: the teacher's targets (from the cache when every row of the batch is there), the student's
+forward, the weighted losses, backward, clip, AdamW, and the warm-up/linear-decay schedule, with
+gradient accumulation through ``accelerator.accumulate``. Evaluation runs at each epoch end, every
+``eval_steps``, and at the end; the best student by the eval metric is kept. A checkpoint every
+``checkpoint_steps`` (accelerate state + this loop's position) lets ``--resume`` continue a run and
+reach the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor import progress
+from compressor.distill import losses
+from compressor.distill.batches import BucketBatchSampler, Rows, eval_batches
+from compressor.distill.config import DistillConfig
+from compressor.distill.teacher_cache import TeacherCache
+from compressor.errors import BadInputError
+from compressor.families.base import CAUSAL_LM
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+STATE_FILE = "trainer.json"
+BEST_FILE = "best.safetensors"
+
+
+def metric_name(task: str) -> str:
+    return "perplexity" if task == CAUSAL_LM else "accuracy"
+
+
+def is_better(task: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if task == CAUSAL_LM else new > old
+
+
+class DistillModule(nn.Module):
+    """The student plus the learned projections that map its hidden states to the teacher's width.
+
+    One module so that ``accelerator.prepare`` wraps (and all-reduces) both.
+    """
+
+    def __init__(self, student: nn.Module, projections: nn.ModuleList | None, *, hidden: bool, attentions: bool,
+                 causal_lm: bool) -> None:
+        super().__init__()
+        self.student = student
+        self.projections = projections
+        self.want_hidden = hidden
+        self.want_attentions = attentions
+        self.extra = {"use_cache": False} if causal_lm else {}
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, Any]:
+        out = self.student(**inputs, output_hidden_states=self.want_hidden, output_attentions=self.want_attentions,
+                           **self.extra)
+        result: dict[str, Any] = {"logits": out.logits}
+        if self.want_hidden:
+            states = out.hidden_states[1:]  # [0] is the embedding output
+            if self.projections is not None:
+                states = [proj(h) for proj, h in zip(self.projections, states)]
+            result["hidden"] = list(states)
+        if self.want_attentions:
+            result["attentions"] = list(out.attentions)
+        return result
+
+
+def make_projections(student_width: int, teacher_width: int, layers: int) -> nn.ModuleList | None:
+    """A learned linear map per matched layer when widths differ (TinyBERT's W_h); None when equal."""
+    if student_width == teacher_width:
+        return None
+    return nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(layers))
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved with each checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_step: int | None = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def compute_losses(task: str, config: DistillConfig, out: dict[str, Any], targets: dict[str, Any],
+                   batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the enabled losses, and each term's value for the progress line."""
+    logits = out["logits"]
+    mask = batch.get("attention_mask")
+    parts: dict[str, torch.Tensor] = {}
+    if task == CAUSAL_LM:
+        vocab = logits.shape[-1]
+        flat = logits.reshape(-1, vocab)
+        flat_mask = mask.reshape(-1) if mask is not None else None
+        if config.alpha_kd:
+            if "topk_values" in targets:
+                k = targets["topk_values"].shape[-1]
+                parts["kd"] = losses.kd_loss_topk(flat, targets["topk_values"].reshape(-1, k),
+                                                  targets["topk_indices"].reshape(-1, k), config.temperature, flat_mask)
+            else:
+                parts["kd"] = losses.kd_loss(flat, targets["logits"].reshape(-1, vocab), config.temperature, flat_mask)
+        if config.alpha_ce:
+            ids = batch["input_ids"]
+            shifted_mask = mask[:, 1:].reshape(-1) if mask is not None else None
+            parts["ce"] = losses.ce_loss(logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1), shifted_mask)
+    else:
+        if config.alpha_kd:
+            parts["kd"] = losses.kd_loss(logits, targets["logits"], config.temperature)
+        if config.alpha_ce:
+            parts["ce"] = losses.ce_loss(logits, batch["labels"])
+    if config.alpha_hidden:
+        terms = [losses.hidden_loss(s, t, mask, config.hidden_loss) for s, t in zip(out["hidden"], targets["hidden"])]
+        parts["hidden"] = torch.stack(terms).mean()
+    if config.alpha_attn:
+        terms = [losses.attention_kl(s, t, mask) for s, t in zip(out["attentions"], targets["attentions"])]
+        parts["attn"] = torch.stack(terms).mean()
+    weights = {"kd": config.alpha_kd, "ce": config.alpha_ce, "hidden": config.alpha_hidden, "attn": config.alpha_attn}
+    total = sum(weights[name] * value for name, value in parts.items())
+    return total, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The saved loop state of the checkpoint ``--resume`` would continue; exit-2 error when there is
+    none or it was made with settings that change the result."""
+    state_file = checkpoint_dir / "latest" / STATE_FILE
+    if not state_file.is_file():
+        raise BadInputError(
+            f"--resume: no checkpoint in {checkpoint_dir} (run with --checkpoint-steps N to write one, or set "
+            "--checkpoint-dir)"
+        )
+    try:
+        saved = json.loads(state_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"--resume: {state_file} is not valid JSON ({exc.msg})") from exc
+    old = saved.get("fingerprint", {})
+    if old != fingerprint:
+        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        detail = ", ".join(f"{k} {old.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:3])
+        raise BadInputError(f"--resume: the checkpoint in {checkpoint_dir} was made with different settings ({detail})")
+    return saved
+
+
+class Distiller:
+    def __init__(self, accelerator: Any, *, task: str, config: DistillConfig, teacher: nn.Module, student: nn.Module,
+                 layer_map: tuple[int, ...], teacher_width: int, student_width: int, train: Rows, eval_rows: Rows | None,
+                 checkpoint_dir: Path, fingerprint: dict[str, Any]) -> None:
+        self.acc = accelerator
+        self.task = task
+        self.config = config
+        self.layer_map = layer_map
+        self.train_rows = train
+        self.eval_rows = eval_rows
+        self.checkpoint_dir = checkpoint_dir
+        self.metric = metric_name(task)
+        device = accelerator.device
+        self.teacher = teacher.to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        projections = (make_projections(student_width, teacher_width, len(layer_map))
+                       if config.alpha_hidden else None)
+        self.module = DistillModule(student, projections, hidden=config.alpha_hidden > 0,
+                                    attentions=config.alpha_attn > 0, causal_lm=task == CAUSAL_LM)
+        self.sampler = BucketBatchSampler(train.lengths(), config.batch_size, config.seed)
+        # A private generator: each DataLoader iteration draws a seed from it, which would otherwise
+        # come from the global RNG and shift dropout masks between a resumed and an uninterrupted run.
+        loader = torch.utils.data.DataLoader(list(range(len(train))), batch_sampler=self.sampler,
+                                             collate_fn=train.collate,
+                                             generator=torch.Generator().manual_seed(config.seed))
+        decay = [p for p in self.module.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.module.parameters() if p.ndim < 2]  # biases and norms
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+        )
+        self.module, self.optimizer, self.loader = accelerator.prepare(self.module, optimizer, loader)
+        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / config.grad_accum))
+        self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.steps_per_epoch))
+        from transformers import get_linear_schedule_with_warmup
+
+        # Not passed to prepare(): accelerate would step it once per process per step; stepped by hand
+        # after each real optimizer step instead.
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(config.warmup * self.total_steps), self.total_steps
+        )
+        accelerator.register_for_checkpointing(self.scheduler)
+        self.cache = self._make_cache()
+        self.state = LoopState(fingerprint=fingerprint)
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    # -- teacher ---------------------------------------------------------------------------------
+    def _make_cache(self) -> TeacherCache | None:
+        """Cache when the losses need only logits; an LM's (top-k) cache only when rows are revisited,
+        since top-k is an approximation worth making only if it saves teacher passes."""
+        config = self.config
+        if not config.cache_teacher or config.needs_teacher_internals:
+            return None
+        if self.task == CAUSAL_LM and self.total_steps <= self.steps_per_epoch:
+            return None
+        return TeacherCache()
+
+    def teacher_targets(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        indices = batch["index"].tolist()
+        if self.cache is not None:
+            cached = self.cache.get(indices, self.acc.device)
+            if cached is not None:
+                return cached
+        kwargs: dict[str, Any] = {"use_cache": False} if self.task == CAUSAL_LM else {}
+        want_hidden, want_attn = self.config.alpha_hidden > 0, self.config.alpha_attn > 0
+        with torch.no_grad(), self.acc.autocast():
+            out = self.teacher(**model_inputs(batch), output_hidden_states=want_hidden,
+                               output_attentions=want_attn, **kwargs)
+        if self.cache is not None and self.task == CAUSAL_LM:
+            values, indices_k = losses.topk_targets(out.logits, self.config.top_k)
+            targets: dict[str, Any] = {"topk_values": values, "topk_indices": indices_k}
+        else:
+            targets = {"logits": out.logits.float()}
+        if self.cache is not None:
+            self.cache.put(indices, targets)
+        if want_hidden:
+            targets["hidden"] = [out.hidden_states[i + 1] for i in self.layer_map]
+        if want_attn:
+            targets["attentions"] = [out.attentions[i] for i in self.layer_map]
+        return targets
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, rows: Rows) -> float:
+        """Accuracy or perplexity of ``model`` on ``rows``; each process scores its share of the
+        batches and the sums are reduced, so every process gets the same exact number."""
+        acc = self.acc
+        was_training = model.training
+        model.eval()
+        batches = eval_batches(rows, self.config.batch_size * 2)[acc.process_index :: acc.num_processes]
+        totals = torch.zeros(2, dtype=torch.float64, device=acc.device)
+        kwargs: dict[str, Any] = {"use_cache": False} if self.task == CAUSAL_LM else {}
+        with torch.no_grad():
+            for indices in batches:
+                batch = {k: v.to(acc.device) for k, v in rows.collate(indices).items()}
+                with acc.autocast():
+                    logits = model(**model_inputs(batch), **kwargs).logits.float()
+                if self.task == CAUSAL_LM:
+                    ids = batch["input_ids"]
+                    nll = torch.nn.functional.cross_entropy(
+                        logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
+                    )
+                    totals += torch.stack([nll.double(), torch.tensor(ids[:, 1:].numel(), dtype=torch.float64)])
+                else:
+                    correct = (logits.argmax(-1) == batch["labels"]).sum()
+                    totals += torch.stack([correct.double(), torch.tensor(len(indices), dtype=torch.float64)])
+        totals = acc.reduce(totals, reduction="sum")
+        model.train(was_training)
+        value = float(totals[0] / totals[1].clamp_min(1))
+        return math.exp(value) if self.task == CAUSAL_LM else value
+
+    def _eval_student(self) -> None:
+        if self.eval_rows is None:
+            return
+        student = self.acc.unwrap_model(self.module).student
+        value = self.evaluate(student, self.eval_rows)
+        state = self.state
+        state.curve.append({"step": state.step, "epoch": round(state.step / self.steps_per_epoch, 4), self.metric: value})
+        if self.acc.is_main_process and not progress.enabled():  # a log line where no bar is shown
+            progress.status(f"step {state.step}/{self.total_steps}: {self.metric} {value:.4g}")
+        if is_better(self.task, value, state.best_metric):
+            state.best_metric, state.best_step = value, state.step
+            self.best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Write ``next/`` completely, then swap it for ``latest/``: a kill mid-save keeps the old one."""
+        acc = self.acc
+        latest, upcoming, previous = (self.checkpoint_dir / n for n in ("latest", "next", "previous"))
+        if acc.is_main_process:  # only the main process creates directories
+            shutil.rmtree(upcoming, ignore_errors=True)
+            upcoming.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(upcoming))
+        if acc.is_main_process:
+            (upcoming / STATE_FILE).write_text(json.dumps(asdict(self.state), indent=1))
+            if self.best_state is not None:
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(upcoming / BEST_FILE))
+            if latest.exists():
+                latest.rename(previous)
+            upcoming.rename(latest)
+            shutil.rmtree(previous, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def load_checkpoint(self) -> None:
+        latest = self.checkpoint_dir / "latest"
+        saved = check_resumable(self.checkpoint_dir, self.state.fingerprint)
+        self.acc.load_state(str(latest))
+        self.state = LoopState(**saved)
+        if (latest / BEST_FILE).exists():
+            from safetensors.torch import load_file
+
+            self.best_state = load_file(str(latest / BEST_FILE))
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        acc, config, state = self.acc, self.config, self.state
+        if config.resume:
+            self.load_checkpoint()
+            state = self.state
+            if acc.is_main_process:
+                progress.status(f"resuming from step {state.step} of {self.total_steps} ({self.checkpoint_dir})")
+        meter = progress.meter(self.total_steps, "distilling", initial=state.step, disable=not acc.is_main_process)
+        self.module.train()
+        smoothed: float | None = None
+        last_eval_step = state.curve[-1]["step"] if state.curve else None
+        t0 = time.perf_counter()
+        while state.step < self.total_steps:
+            self.sampler.epoch = state.epoch
+            loader = self.loader
+            if state.batch_in_epoch:
+                loader = acc.skip_first_batches(self.loader, state.batch_in_epoch)
+            finished_epoch = True
+            for batch in loader:
+                with acc.accumulate(self.module):
+                    targets = self.teacher_targets(batch)
+                    out = self.module(**model_inputs(batch))
+                    loss, parts = compute_losses(self.task, config, out, targets, batch)
+                    acc.backward(loss)
+                    if acc.sync_gradients:
+                        acc.clip_grad_norm_(self.module.parameters(), 1.0)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                state.batch_in_epoch += 1
+                state.samples += len(batch["index"]) * acc.num_processes
+                smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
+                if not acc.sync_gradients:
+                    continue
+                self.scheduler.step()
+                state.step += 1
+                meter.update(1)
+                meter.set_postfix(loss=f"{smoothed:.4f}", **self._metric_postfix(), refresh=False)
+                if config.eval_steps and state.step % config.eval_steps == 0:
+                    state.train_seconds += time.perf_counter() - t0
+                    self._eval_student()
+                    last_eval_step = state.step
+                    t0 = time.perf_counter()
+                if config.checkpoint_steps and state.step % config.checkpoint_steps == 0 and state.step < self.total_steps:
+                    state.train_seconds += time.perf_counter() - t0
+                    self.save_checkpoint()
+                    t0 = time.perf_counter()
+                if state.step >= self.total_steps:
+                    finished_epoch = False
+                    break
+            if finished_epoch:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if state.step != last_eval_step and state.step < self.total_steps:
+                    state.train_seconds += time.perf_counter() - t0
+                    self._eval_student()
+                    last_eval_step = state.step
+                    t0 = time.perf_counter()
+        state.train_seconds += time.perf_counter() - t0
+        if state.step != last_eval_step:
+            self._eval_student()
+        meter.close()
+        return self.report()
+
+    def _metric_postfix(self) -> dict[str, str]:
+        if not self.state.curve:
+            return {}
+        return {self.metric[:3]: f"{self.state.curve[-1][self.metric]:.4g}"}
+
+    def final_student(self) -> nn.Module:
+        """The student to save: the best by the eval metric, else the last."""
+        student = self.acc.unwrap_model(self.module).student
+        if self.best_state is not None:
+            student.load_state_dict(self.best_state)
+        return student.eval()
+
+    def report(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "steps": state.step,
+            "epochs": round(state.step / self.steps_per_epoch, 4),
+            "steps_per_epoch": self.steps_per_epoch,
+            "samples": state.samples,
+            "train_seconds": round(state.train_seconds, 2),
+            "samples_per_s": round(state.samples / state.train_seconds, 2) if state.train_seconds else None,
+            "processes": self.acc.num_processes,
+            "mixed_precision": self.acc.mixed_precision,
+            "teacher_cache": self.cache.stats() if self.cache is not None else None,
+            "eval_curve": state.curve,
+            "best_step": state.best_step,
+        }

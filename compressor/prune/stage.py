@@ -1,0 +1,255 @@
+"""The prune stage: a PyTorch artifact in, a physically smaller (and/or sparse) artifact out.
+
+Order of work: every input is judged (methods for this model, amounts against its sizes, data, the
+recovery teacher) before the model is even loaded; structural pruning runs in memory (layers, then
+heads and FFN neurons scored together on the shallower model); then, inside the staged output, the
+optional recovery distillation, the sparsity masks (after recovery, because distillation trains dense
+weights and would fill the zeros back in), the save, and a reload through ``from_pretrained`` whose
+metric is the one reported as final.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from compressor import progress
+from compressor.artifact import PYTORCH, Artifact, StageTimer, open_artifact, staged_output, write_manifest
+from compressor.devices import require_device
+from compressor.errors import BadInputError
+from compressor.families.base import CAUSAL_LM
+from compressor.loading import load_model, load_tokenizer
+from compressor.prune import calibration, importance, sparsity, structural
+from compressor.prune.config import FFN, HEADS, LAYERS, MAGNITUDE_LAYER, SEMI_2_4, STRUCTURAL, PruneConfig
+from compressor.prune.recovery import check_recover_data, check_teacher, recover
+
+PRUNED_DIR, RECOVERED_DIR = ".pruned", ".recovered"
+
+
+def _check_plan(config: PruneConfig, source: Artifact) -> Any:
+    """Judge the methods against this model's config alone; returns the structural adapter."""
+    model_type = source.config.get("model_type")
+    adapter = structural.adapter_for(source.family.name, model_type)
+    for method in config.methods:
+        if method.name in STRUCTURAL and adapter is None:
+            supported = ", ".join(structural.STRUCTURAL_MODEL_TYPES.get(source.family.name, ()))
+            raise BadInputError(
+                f"--method {method.spec}: structural pruning is not supported for model_type {model_type!r} "
+                f"({source.family.name} family; supported: {supported}); use magnitude, magnitude-layer or 2:4"
+            )
+    if adapter is None:
+        return None
+    shape = adapter.shape
+    n_layers = int(source.config[shape.layers])
+    layers = config.method(LAYERS)
+    if layers and layers.layers is not None:
+        bad = [i for i in layers.layers if i >= n_layers]
+        if bad:
+            raise BadInputError(f"--method {layers.spec}: layer {bad[0]} does not exist; the model has layers 0..{n_layers - 1}")
+        if len(layers.layers) >= n_layers:
+            raise BadInputError(f"--method {layers.spec}: removes every layer ({n_layers}); at least one must stay")
+    elif layers:
+        importance.layers_to_remove([0.0] * n_layers, layers.amount)  # raises when every layer would go
+    ffn = config.method(FFN)
+    width = adapter.ffn_width(source.config)
+    if ffn:
+        width = importance.ffn_keep_width(width, ffn.amount, config.ffn_multiple_of)
+    if config.sparsity and config.sparsity.name == SEMI_2_4:
+        for name, value in ((shape.hidden, int(source.config[shape.hidden])), ("FFN width", width)):
+            if value % 4:
+                raise BadInputError(
+                    f"--method 2:4: {name} is {value}, not divisible by 4; 2:4 sparsity needs groups of 4 weights"
+                )
+    return adapter
+
+
+def _score_points(adapter: Any, blocks: list[Any]) -> tuple[list, list]:
+    heads = [(adapter.head_output(b), *adapter.heads(b)) for b in blocks]
+    ffn = [(adapter.ffn_output(b), int(adapter.ffn_weights(b)[0].shape[0]), 1) for b in blocks]
+    return heads, ffn
+
+
+def _prune_structure(model: Any, adapter: Any, config: PruneConfig, task: str, calib: list | None,
+                     builtin: list, device: str) -> dict[str, Any]:
+    """Layers, then heads and FFN neurons, in place; returns what was removed."""
+    done: dict[str, Any] = {}
+    loss = calibration.task_loss(task, device) if calib else None
+    layers = config.method(LAYERS)
+    if layers:
+        if layers.layers is not None:
+            remove, scores = list(layers.layers), None
+        else:
+            batches = calib if calib else builtin
+            layer_loss = loss if calib else calibration.self_kl_loss(task, model, builtin, device)
+            progress.status(f"scoring {len(adapter.blocks(model))} layers by ablation")
+            scores = importance.layer_ablation_scores(model, list(adapter.blocks(model)), batches, layer_loss)
+            remove = importance.layers_to_remove(scores, layers.amount)
+        structural.drop_layers(adapter, model, remove)
+        done["layers_removed"] = remove
+        done["layer_scores"] = scores
+    heads, ffn = config.method(HEADS), config.method(FFN)
+    if not (heads or ffn):
+        return done
+    blocks = list(adapter.blocks(model))
+    head_points, ffn_points = _score_points(adapter, blocks)
+    if config.use_gradients:
+        progress.status(f"scoring heads and FFN neurons by gradients on {sum(len(b['input_ids']) for b in calib)} rows")
+        totals = importance.gradient_scores(model, head_points + ffn_points, calib, loss)
+        head_scores, ffn_scores = totals[: len(blocks)], totals[len(blocks) :]
+    else:
+        head_scores = [importance.head_magnitude(*adapter.head_weights(b), adapter.heads(b)[0]) for b in blocks]
+        ffn_scores = [importance.neuron_magnitude(*adapter.ffn_weights(b)) for b in blocks]
+    if heads:
+        remove = importance.select_heads(importance.normalize_per_layer(head_scores), heads.amount)
+        done["heads_removed"] = {str(k): v for k, v in structural.prune_heads(adapter, model, remove).items()}
+    if ffn:
+        keep = importance.ffn_keep_width(ffn_points[0][1], ffn.amount, config.ffn_multiple_of)
+        structural.prune_ffn(adapter, model, importance.select_neurons(ffn_scores, keep))
+    return done
+
+
+def _family_blocks(model: Any, source: Artifact) -> Any:
+    from importlib import import_module
+
+    return import_module(f"compressor.families.{source.family.name}").layers(model)
+
+
+def _sparsify(model: Any, source: Artifact, config: PruneConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    method = config.sparsity
+    weights = sparsity.target_weights(model, _family_blocks(model, source))
+    if method.name == SEMI_2_4:
+        masks = sparsity.semi_structured_masks(weights)
+    else:
+        masks = sparsity.magnitude_masks({n: w for n, (w, _) in weights.items()}, method.amount,
+                                         per_layer=method.name == MAGNITUDE_LAYER)
+    plain = {n: w for n, (w, _) in weights.items()}
+    sparsity.apply_masks(plain, masks)
+    pattern = method.name if method.name == SEMI_2_4 else f"{method.name} {method.amount:g}"
+    return sparsity.summary(plain, masks, model_params=structural.num_params(model), pattern=pattern), masks
+
+
+def _shape_report(adapter: Any, model: Any) -> dict[str, Any]:
+    if adapter is None:
+        return {}
+    return {"layers": len(adapter.blocks(model)), "heads_per_layer": structural.heads_per_layer(adapter, model),
+            "ffn_per_layer": structural.ffn_per_layer(adapter, model)}
+
+
+def _save(model: Any, source: Artifact, directory: Path) -> None:
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(directory, safe_serialization=True)
+    # A fresh copy of the source's tokenizer: the loaded one had a pad token added for batching.
+    AutoTokenizer.from_pretrained(source.path, local_files_only=True).save_pretrained(directory)
+
+
+def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool = False,
+          allow_pickle: bool = False) -> dict[str, Any]:
+    """Prune ``src`` into ``dst``; returns the stage report."""
+    import torch
+
+    source = open_artifact(src)
+    if source.format != PYTORCH:
+        raise BadInputError(f"{source.path}: is a {source.format} artifact; prune needs a PyTorch checkpoint")
+    if any(s.stage == "quantize" for s in source.stages):
+        raise BadInputError(f"{source.path}: is a quantized artifact; prune the float model, then quantize")
+    require_device(config.device)
+    adapter = _check_plan(config, source)
+    task, device = source.task, config.device
+    tokenizer = load_tokenizer(source.path)
+    label2id = source.config.get("label2id") if task != CAUSAL_LM else None
+    positions = source.config.get("n_positions") or source.config.get("max_position_embeddings")
+    max_length = min(config.max_length, positions or config.max_length)
+    load = dict(label2id=label2id, max_length=max_length)
+    calib = calibration.load_batches("--data", task, tokenizer, config.data, samples=config.calibration_samples,
+                                     **load) if config.data else None
+    if config.eval_data:
+        eval_batches = calibration.load_batches("--eval-data", task, tokenizer, config.eval_data,
+                                                samples=config.eval_samples, **load)
+    else:
+        eval_batches = calib
+    teacher = None
+    if config.recover_from:
+        teacher = check_teacher(config, source, tokenizer)
+        check_recover_data(config, source)
+    builtin = calibration.builtin_batches(task, tokenizer, max_length)
+    timer = StageTimer()
+    source_hash = source.content_hash()
+    torch.manual_seed(config.seed)
+
+    model = load_model(source, allow_pickle=allow_pickle).to(device)
+    metric_name = "perplexity" if task == CAUSAL_LM else "accuracy"
+    metrics: dict[str, float] = {}
+
+    def measure(label: str, current: Any) -> None:
+        if eval_batches:
+            metrics[f"{metric_name}_{label}"] = calibration.evaluate(current, task, eval_batches, device)[metric_name]
+
+    params_before = structural.num_params(model)
+    shape_before = _shape_report(adapter, model)
+    measure("before", model)
+    removed = _prune_structure(model, adapter, config, task, calib, builtin, device) if adapter else {}
+    if config.sparsity and config.sparsity.name == SEMI_2_4:
+        # Exact check on the pruned shapes, still before any output exists.
+        weights = sparsity.target_weights(model, _family_blocks(model, source))
+        sparsity.check_2_4({n: (tuple(w.shape), axis) for n, (w, axis) in weights.items()})
+    sparse_report, masks = None, None
+    if config.sparsity and teacher is None:
+        sparse_report, masks = _sparsify(model, source, config)
+
+    recovery = None
+    with staged_output(dst, sources=[source.path], force=force) as out:
+        if teacher is not None:
+            measure("pruned", model)
+            _save(model, source, out / PRUNED_DIR)
+            progress.status(f"recovering: {config.recover_steps} distillation steps from {teacher.path}")
+            recovery = recover(teacher, out / PRUNED_DIR, out / RECOVERED_DIR, config, max_length)
+            if isinstance(recovery.get("student"), dict):
+                recovery["student"]["path"] = None  # a work directory inside this output, removed below
+            model = load_model(open_artifact(out / RECOVERED_DIR)).to(device)
+            measure("after_recovery", model)
+            if config.sparsity:
+                sparse_report, masks = _sparsify(model, source, config)
+        _save(model, source, out)
+        if masks is not None:
+            sparsity.save_masks(out / sparsity.MASKS_FILE, masks)
+        for name in (PRUNED_DIR, RECOVERED_DIR):
+            shutil.rmtree(out / name, ignore_errors=True)
+        # The final numbers come from the saved files, loaded the way a user without this tool would.
+        final = load_model(open_artifact(out)).to(device)
+        measure("final", final)
+        report = _report(config, source, adapter, final, out, params_before=params_before, shape_before=shape_before,
+                         removed=removed, sparse_report=sparse_report, metrics=metrics, recovery=recovery)
+        write_manifest(out, source=source, source_hash=source_hash, stage="prune", config=config.to_dict(),
+                       report=report, timer=timer, fmt=PYTORCH, seed=config.seed)
+    return report
+
+
+def _report(config: PruneConfig, source: Artifact, adapter: Any, model: Any, out: Path, *, params_before: int,
+            shape_before: dict[str, Any], removed: dict[str, Any], sparse_report: dict[str, Any] | None,
+            metrics: dict[str, float], recovery: dict[str, Any] | None) -> dict[str, Any]:
+    params_after = structural.num_params(model)
+    size_after = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    size_before = source.size_bytes()
+    report: dict[str, Any] = {
+        "methods": ",".join(m.spec for m in config.methods),
+        "importance": "gradient" if config.use_gradients else "magnitude",
+        "parameters_before": params_before,
+        "parameters": params_after,
+        "parameters_ratio": params_after / params_before,
+        "size_bytes_before": size_before,
+        "size_bytes": size_after,
+        "size_ratio": size_after / size_before if size_before else None,
+        "structure_before": shape_before,
+        "structure": _shape_report(adapter, model),
+        **removed,
+        "pruned_heads": {str(k): sorted(v) for k, v in (model.config.pruned_heads or {}).items()},
+        "sparsity": sparse_report,
+        "metrics": metrics,
+        "metrics_data": config.metric_data.path if config.metric_data else None,
+    }
+    if recovery is not None:
+        report["recovery"] = {"teacher": str(Path(config.recover_from).resolve()), "steps": config.recover_steps,
+                              "data": config.recover_data.path, "distill": recovery}
+    return report

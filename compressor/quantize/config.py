@@ -1,0 +1,162 @@
+"""Typed configuration of the quantize stage and the table of methods (what each needs, where it applies).
+
+The table is data, not imports: the CLI and validation read it without loading torch or onnxruntime.
+Everything that can be checked without the model is checked here, on construction, so the API and
+the CLI refuse the same inputs with the same one-line messages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from compressor.artifact import ONNX, PYTORCH
+from compressor.data import DataSpec
+from compressor.devices import DEVICES
+from compressor.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    format: str  # the artifact format it applies to
+    engine: str
+    summary: str
+    needs_calibration: bool = False
+
+
+# (method name, format) -> Method. int8-dynamic exists for both formats.
+METHODS: dict[tuple[str, str], Method] = {
+    (m.name, m.format): m
+    for m in (
+        Method("int8-dynamic", ONNX, "onnxruntime", "INT8 weights, activations quantized at run time"),
+        Method("int8-static", ONNX, "onnxruntime", "INT8 QDQ weights and activations, calibrated", True),
+        Method("int4-weight", ONNX, "onnxruntime", "INT4 block-wise weights (MatMulNBits)"),
+        Method("fp16", ONNX, "onnxruntime", "float16 weights and compute (for GPU execution)"),
+        Method("int8-dynamic", PYTORCH, "torch.ao", "INT8 nn.Linear weights, activations quantized at run time"),
+        Method("int4", PYTORCH, "neural-compressor", "INT4 weight-only (RTN, GPTQ or AWQ)"),
+        Method("int8", PYTORCH, "neural-compressor", "INT8 weight-only (RTN, GPTQ or AWQ)"),
+        Method("smoothquant", PYTORCH, "torch.ao", "SmoothQuant W8A8: smoothed INT8 Linear", True),
+    )
+}
+METHOD_NAMES = tuple(dict.fromkeys(name for name, _ in METHODS))
+
+# What to use instead when a method is asked for on the other format.
+ALTERNATIVES: dict[tuple[str, str], str] = {
+    ("int8-static", PYTORCH): "--method smoothquant (PyTorch W8A8), or export-onnx first for int8-static",
+    ("int4-weight", PYTORCH): "--method int4 (PyTorch weight-only), or export-onnx first for int4-weight",
+    ("fp16", PYTORCH): "export-onnx --fp16, or export-onnx then --method fp16",
+    ("int4", ONNX): "--method int4-weight (ONNX MatMulNBits)",
+    ("int8", ONNX): "--method int8-dynamic or --method int8-static (ONNX INT8)",
+    ("smoothquant", ONNX): "--method int8-static (ONNX W8A8, calibrated)",
+}
+
+ALGORITHMS = ("rtn", "gptq", "awq")
+WEIGHT_ONLY = ("int4", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+
+
+def method_for(name: str, fmt: str) -> Method:
+    """The method ``name`` for an artifact of format ``fmt``; names the alternative when it does not apply."""
+    method = METHODS.get((name, fmt))
+    if method is not None:
+        return method
+    other = ONNX if fmt == PYTORCH else PYTORCH
+    hint = ALTERNATIVES.get((name, fmt), "")
+    raise BadInputError(
+        f"--method {name}: applies to {other} artifacts, and SRC is a {fmt} artifact; use {hint}"
+    )
+
+
+def _check_budget(flag: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInputError(f"{flag} {value!r}: not a number")
+    if math.isnan(value) or value < 0:
+        raise BadInputError(f"{flag} {value}: must be a non-negative number")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    method: str
+    algorithm: str | None = None  # rtn | gptq | awq, for PyTorch int4/int8 (default rtn)
+    per_channel: bool = True
+    block_size: int = 32  # INT4/INT8 weight-only group size; MatMulNBits block size
+    symmetric: bool = True
+    accuracy_level: int | None = None  # MatMulNBits compute precision (0 unset .. 4 int8)
+    alpha: float = 0.5  # SmoothQuant migration strength
+    calib_data: DataSpec | None = None
+    calib_samples: int = 128
+    calib_method: str = "minmax"
+    eval_data: DataSpec | None = None
+    eval_samples: int | None = None
+    max_accuracy_drop: float | None = None  # points (0..100 scale)
+    max_perplexity_increase: float | None = None  # percent
+    max_length: int = 128
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHOD_NAMES:
+            raise BadInputError(f"--method {self.method!r}: unknown method; choose one of {', '.join(METHOD_NAMES)}")
+        if self.algorithm is not None:
+            if self.algorithm not in ALGORITHMS:
+                raise BadInputError(
+                    f"--algorithm {self.algorithm!r}: unknown algorithm; choose one of {', '.join(ALGORITHMS)}"
+                )
+            if self.method not in WEIGHT_ONLY:
+                raise BadInputError(
+                    f"--algorithm {self.algorithm}: applies to --method int4 or int8 (PyTorch weight-only), "
+                    f"not {self.method}"
+                )
+        if self.calib_data is None:
+            if self.method == "int8-static" or self.method == "smoothquant":
+                raise BadInputError(f"--method {self.method} needs calibration data: pass --calib-data FILE")
+            if self.algorithm in ("gptq", "awq"):
+                raise BadInputError(f"--algorithm {self.algorithm} needs calibration data: pass --calib-data FILE")
+        if self.calib_method not in CALIB_METHODS:
+            raise BadInputError(
+                f"--calib-method {self.calib_method!r}: unknown; choose one of {', '.join(CALIB_METHODS)}"
+            )
+        if self.calib_samples < 1:
+            raise BadInputError(f"--calib-samples {self.calib_samples}: must be at least 1")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            raise BadInputError(f"--eval-samples {self.eval_samples}: must be at least 1")
+        if self.block_size != -1 and (self.block_size < 16 or self.block_size & (self.block_size - 1)):
+            raise BadInputError(
+                f"--block-size {self.block_size}: must be a power of two >= 16 (or -1 for one group per row)"
+            )
+        if self.accuracy_level is not None and self.accuracy_level not in ACCURACY_LEVELS:
+            raise BadInputError(f"--accuracy-level {self.accuracy_level}: choose one of 0, 1, 2, 3, 4")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise BadInputError(f"--alpha {self.alpha}: must be between 0 and 1")
+        if self.max_length < 8:
+            raise BadInputError(f"--max-length {self.max_length}: must be at least 8")
+        if self.device not in DEVICES:
+            raise BadInputError(f"--device {self.device!r}: unknown device; choose one of {', '.join(DEVICES)}")
+        _check_budget("--max-accuracy-drop", self.max_accuracy_drop)
+        _check_budget("--max-perplexity-increase", self.max_perplexity_increase)
+        budgets = [f for f, v in (("--max-accuracy-drop", self.max_accuracy_drop),
+                                  ("--max-perplexity-increase", self.max_perplexity_increase)) if v is not None]
+        if len(budgets) == 2:
+            raise BadInputError("--max-accuracy-drop and --max-perplexity-increase: give one budget, not both")
+        if budgets and self.eval_data is None:
+            raise BadInputError(f"{budgets[0]} needs evaluation data to measure against: pass --eval-data FILE")
+
+    @property
+    def resolved_algorithm(self) -> str | None:
+        return (self.algorithm or "rtn") if self.method in WEIGHT_ONLY else None
+
+    @property
+    def has_budget(self) -> bool:
+        return self.max_accuracy_drop is not None or self.max_perplexity_increase is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["algorithm"] = self.resolved_algorithm
+        data["calib_data"] = self.calib_data.to_dict() if self.calib_data else None
+        data["eval_data"] = self.eval_data.to_dict() if self.eval_data else None
+        return data

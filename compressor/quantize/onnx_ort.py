@@ -1,0 +1,308 @@
+"""ONNX methods through onnxruntime.quantization: INT8 dynamic, INT8 static (QDQ), INT4 MatMulNBits, FP16.
+
+One engine object per run: it pre-processes the graph once (symbolic shape inference, which knows
+onnxruntime's fused transformer ops), calibrates once (static ranges are cached and reused), and then
+builds candidates that keep any set of nodes in float, which is what the accuracy budget needs.
+onnxruntime's SmoothQuant option is not used: it imports neural-compressor's removed 2.x API.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from compressor import progress
+from compressor.errors import RuntimeFailureError
+from compressor.quantize.config import QuantizeConfig
+from compressor.quantize.isa import IntegerISA
+from compressor.quantize.sensitivity import Unit
+
+# Integer and QDQ ops: an input graph holding any of these is already quantized.
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
+    "QAttention", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QLinearConv",
+    "ConvInteger", "GatherBlockQuantized", "QEmbedLayerNormalization", "DynamicQuantizeLSTM",
+})
+
+# Which node types each method quantizes. Dynamic INT8 covers the fused Attention (QAttention),
+# embedding tables (Gather) and Gemm (rewritten to MatMul + Add first, so a Gemm node "X" is named
+# "X_MatMul" afterwards); static QDQ sticks to MatMul/Gemm, because onnxruntime's CPU provider has
+# no quantized Attention in QDQ form and a DequantizeLinear in front of an embedding Gather would
+# expand the whole table on every run.
+DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather", "EmbedLayerNormalization", "Conv", "LSTM")
+STATIC_OPS = ("MatMul", "Gemm")
+FP16_OPS = (
+    "MatMul", "Gemm", "Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
+    "EmbedLayerNormalization", "BiasGelu", "FastGelu", "Gelu", "Softmax", "Conv",
+)
+
+GEMM_SUFFIX = "_MatMul"
+_CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def graph_op_types(model: Any) -> dict[str, int]:
+    ops = Counter(node.op_type for node in model.graph.node)
+    return dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def quantized_op_types(onnx_file: Path) -> set[str]:
+    """Integer/QDQ op types in a graph, plus ``float16`` when its weights are mostly half precision."""
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    found = {node.op_type for node in model.graph.node} & QUANTIZED_OPS
+    dtypes = Counter(init.data_type for init in model.graph.initializer)
+    if dtypes[onnx.TensorProto.FLOAT16] > dtypes[onnx.TensorProto.FLOAT]:
+        found.add("float16")
+    return found
+
+
+class OnnxEngine:
+    """Builds quantized variants of one ONNX graph. ``build(float_units)`` returns a path."""
+
+    def __init__(self, onnx_file: Path, method: str, config: QuantizeConfig, isa: IntegerISA, workdir: Path) -> None:
+        import onnx
+
+        self.method = method
+        self.config = config
+        self.isa = isa
+        self.workdir = workdir
+        self.float_file = onnx_file
+        self.float_runner = self.runner(None)
+        self._builds = 0
+        self._calibration_cache = workdir / "calibration.json"
+        self.preprocess: dict[str, Any] = {}
+        self.input_file = self._preprocess(onnx_file)
+        self.model = onnx.load(str(self.input_file))
+        self._units = self._find_units()
+
+    # -- preparation --------------------------------------------------------------------------------
+    def _preprocess(self, onnx_file: Path) -> Path:
+        """Symbolic shape inference so the quantizer knows every tensor's type, even after fused
+        contrib ops (Attention, SkipLayerNormalization); without it onnxruntime cannot quantize an
+        O2-optimised transformer graph. FP16 conversion needs no types."""
+        if self.method == "fp16":
+            self.preprocess = {"shape_inference": "not needed for fp16"}
+            return onnx_file
+        from onnxruntime.quantization import quant_pre_process
+
+        out = self.workdir / "preprocessed.onnx"
+        stray = Path("sym_shape_infer_temp.onnx")  # written to the cwd when inference is incomplete
+        existed = stray.exists()
+        try:
+            quant_pre_process(str(onnx_file), str(out), skip_optimization=True, auto_merge=True)
+            self.preprocess = {"shape_inference": "symbolic (onnxruntime quant_pre_process)"}
+            return out
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises a bare Exception("Incomplete symbolic shape inference")
+            if not existed:
+                for path in (stray, Path(str(stray) + ".data")):
+                    path.unlink(missing_ok=True)
+            self.preprocess = {"shape_inference": f"incomplete ({str(exc).splitlines()[0]}); float assumed"}
+            return onnx_file
+
+    def _initializers(self) -> dict[str, Any]:
+        return {init.name: init for init in self.model.graph.initializer}
+
+    def _find_units(self) -> list[Unit]:
+        import onnx
+
+        inits = self._initializers()
+        floats = (onnx.TensorProto.FLOAT,)
+        units = []
+        for node in self.model.graph.node:
+            if not node.name:
+                continue
+            op = node.op_type
+            if self.method == "int8-dynamic" and op in DYNAMIC_OPS:
+                # Only embedding Gathers (a float table) are quantized; index Gathers on shapes are not.
+                if op == "Gather" and not (node.input[0] in inits and inits[node.input[0]].data_type in floats):
+                    continue
+                units.append(Unit(node.name, op))
+            elif self.method == "int8-static" and op in STATIC_OPS:
+                units.append(Unit(node.name, op))
+            elif self.method == "int4-weight" and op == "MatMul":
+                weight = inits.get(node.input[1])
+                if weight is not None and weight.data_type in floats and len(weight.dims) == 2:
+                    units.append(Unit(node.name, op))
+            elif self.method == "fp16" and op in FP16_OPS:
+                units.append(Unit(node.name, op))
+        return units
+
+    def units(self) -> list[Unit]:
+        return list(self._units)
+
+    def settings(self) -> dict[str, Any]:
+        c = self.config
+        base: dict[str, Any] = {"engine": "onnxruntime.quantization", **self.preprocess}
+        if self.method == "int8-dynamic":
+            base.update(per_channel=c.per_channel, reduce_range=self.isa.reduce_range, weight_type="int8",
+                        activation_type="uint8 (dynamic)", op_types=list(DYNAMIC_OPS), cpu=self.isa.to_dict())
+        elif self.method == "int8-static":
+            base.update(format="QDQ", per_channel=c.per_channel, reduce_range=self.isa.reduce_range,
+                        weight_type="int8", activation_type="uint8", calibration_method=c.calib_method,
+                        op_types=list(STATIC_OPS), cpu=self.isa.to_dict(),
+                        activation_type_reason="u8 activations x s8 weights is the fast integer path on x86")
+        elif self.method == "int4-weight":
+            base.update(operator="MatMulNBits", bits=4, block_size=c.block_size, symmetric=c.symmetric,
+                        accuracy_level=c.accuracy_level)
+        else:
+            base.update(keep_io_types=True, converter="onnxruntime.transformers.float16")
+        return base
+
+    def calibrate(self, batches: list[dict[str, Any]]) -> dict[str, Any]:
+        """Collect activation ranges once (static only); later builds reuse the cached ranges."""
+        if self.method != "int8-static":
+            return {}
+        self._build(self.workdir / "calibrated.onnx", [], batches=batches)
+        return {"batches": len(batches), "rows": int(sum(len(b["input_ids"]) for b in batches))}
+
+    # -- building -----------------------------------------------------------------------------------
+    def build(self, float_units: list[str]) -> Path:
+        """A quantized graph with ``float_units`` kept in float."""
+        self._builds += 1
+        out = self.workdir / f"candidate-{self._builds}.onnx"
+        self._build(out, sorted(float_units))
+        return out
+
+    def only(self, unit: str) -> Path:
+        return self.build([u.name for u in self._units if u.name != unit])
+
+    def runner(self, candidate: Path | None) -> Any:
+        from compressor.inference import OnnxRunner
+
+        return OnnxRunner(self.float_file if candidate is None else candidate, device=self.config.device)
+
+    def discard(self, path: Path) -> None:
+        """Candidates are large; keep only the ones still needed."""
+        for item in (path, Path(str(path) + ".data")):
+            item.unlink(missing_ok=True)
+
+    def _build(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None = None) -> None:
+        logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime.quantization logs on the root logger
+        try:
+            if self.method == "int8-dynamic":
+                self._dynamic(out, exclude)
+            elif self.method == "int8-static":
+                self._static(out, exclude, batches)
+            elif self.method == "int4-weight":
+                self._int4(out, exclude)
+            else:
+                self._fp16(out, exclude)
+        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+            raise RuntimeFailureError(
+                f"{self.float_file}: onnxruntime {self.method} quantization failed ({str(exc).splitlines()[0]})"
+            ) from exc
+
+    def _extra(self) -> dict[str, Any]:
+        import onnx
+
+        extra: dict[str, Any] = {}
+        if self.input_file == self.float_file:  # shape inference was incomplete
+            extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
+        return extra
+
+    def _dynamic(self, out: Path, exclude: list[str]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        exclude = exclude + [name + GEMM_SUFFIX for name in exclude]  # Gemm nodes are renamed before quantizing
+        quantize_dynamic(
+            str(self.input_file), str(out), op_types_to_quantize=list(DYNAMIC_OPS), per_channel=self.config.per_channel,
+            reduce_range=self.isa.reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+            extra_options=self._extra(),
+        )
+
+    def _static(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None) -> None:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        reader = _Reader(self.float_runner, batches) if batches is not None else None
+        extra = {**self._extra(), "ActivationSymmetric": False, "WeightSymmetric": True}
+        if self.config.calib_method == "percentile":
+            extra["CalibPercentile"] = 99.999
+        quantize_static(
+            str(self.input_file), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(STATIC_OPS),
+            per_channel=self.config.per_channel, reduce_range=self.isa.reduce_range, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+            calibrate_method=getattr(CalibrationMethod, _CALIB[self.config.calib_method]),
+            calibration_cache_path=str(self._calibration_cache), extra_options=extra,
+        )
+
+    def _int4(self, out: Path, exclude: list[str]) -> None:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        quantizer = MatMulNBitsQuantizer(
+            self.model, bits=4, block_size=self.config.block_size, is_symmetric=self.config.symmetric,
+            accuracy_level=self.config.accuracy_level, nodes_to_exclude=exclude, op_types_to_quantize=("MatMul",),
+        )
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+        # MatMulNBitsQuantizer edits the graph it was given: reload a clean copy for the next build.
+        import onnx
+
+        self.model = onnx.load(str(self.input_file))
+
+    def _fp16(self, out: Path, exclude: list[str]) -> None:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = onnx.load(str(self.input_file))
+        converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=exclude or None)
+        onnx.save_model(converted, str(out))
+
+    # -- reporting ----------------------------------------------------------------------------------
+    def op_counts(self, candidate: Path, float_units: list[str]) -> dict[str, Any]:
+        """Per op type, how many quantizable nodes were quantized and how many stayed float.
+
+        A node counts as quantized when the quantizer replaced it (its name is gone: MatMulInteger,
+        QAttention, MatMulNBits), fed it from a DequantizeLinear (QDQ) or gave it an integer table
+        (embedding Gather); for fp16, when it was not blocked from conversion.
+        """
+        import onnx
+
+        model = onnx.load(str(candidate), load_external_data=False)
+        nodes = {node.name: node for node in model.graph.node}
+        producers = {out: node.op_type for node in model.graph.node for out in node.output}
+        integer = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
+        int_inits = {init.name for init in model.graph.initializer if init.data_type in integer}
+        blocked = set(float_units)
+        counts: dict[str, dict[str, int]] = {}
+        for unit in self._units:
+            if self.method == "fp16":
+                quantized = unit.name not in blocked
+            else:
+                node = nodes.get(unit.name)
+                if node is None and unit.op_type == "Gemm":
+                    node = nodes.get(unit.name + GEMM_SUFFIX)
+                # Replaced by an integer op, fed by a DequantizeLinear (QDQ), or reading an integer
+                # table (a quantized embedding Gather keeps its name).
+                quantized = node is None or any(
+                    producers.get(i) == "DequantizeLinear" or i in int_inits for i in node.input
+                )
+            entry = counts.setdefault(unit.op_type, {"quantized": 0, "float": 0})
+            entry["quantized" if quantized else "float"] += 1
+        return {"by_op_type": counts, "graph_op_types": graph_op_types(model)}
+
+    def save(self, candidate: Path, out_dir: Path) -> tuple[list[str], None]:
+        target = out_dir / "model.onnx"
+        shutil.copyfile(candidate, target)
+        data = Path(str(candidate) + ".data")
+        if data.exists():  # not produced at these sizes, but keep external data next to its graph
+            shutil.copyfile(data, out_dir / data.name)
+        return [target.name], None
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over prepared batches, with a progress bar."""
+
+    def __init__(self, runner: Any, batches: list[dict[str, Any]]) -> None:
+        feeds = [runner.feeds({k: v for k, v in b.items() if k != "labels"}) for b in batches]
+        self._iter = progress.bar(feeds, desc="calibrating", total=len(feeds))
+        self._len = len(feeds)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._iter, None)
+
+    def __len__(self) -> int:
+        return self._len

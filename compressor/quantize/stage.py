@@ -1,0 +1,320 @@
+"""The quantize stage: a PyTorch or ONNX artifact in, a quantized artifact out, within an accuracy budget.
+
+Order of work: validate everything (method vs format, data files and their columns, budgets) before
+any output exists; calibrate and quantize; measure quality before and after on the evaluation data;
+when over budget, measure every layer's sensitivity and return the most sensitive layers to float
+until the budget is met (or fail with exit 1 and the report, writing nothing, when even a single
+quantized layer is over budget). PyTorch artifacts are reloaded and compared before they count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor import progress
+from compressor.artifact import (
+    ONNX,
+    PYTORCH,
+    WEIGHT_FILES,
+    Artifact,
+    StageTimer,
+    open_artifact,
+    staged_output,
+    write_manifest,
+)
+from compressor.devices import require_device
+from compressor.errors import BadInputError, GateFailedError, RuntimeFailureError
+from compressor.evaluation import EvalResult, kl_divergence, run_eval, task_batches
+from compressor.families.base import CAUSAL_LM, ENCODER
+from compressor.loading import load_model, load_tokenizer
+from compressor.manifest import MANIFEST_NAME
+from compressor.quantize.config import QuantizeConfig, method_for
+from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
+
+# Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
+RELOAD_ATOL = 1e-5
+
+# Files that are model weights or graphs (re-written by the stage, never copied from the source).
+_MODEL_SUFFIXES = {".onnx", ".onnx_data", ".data", ".safetensors", ".bin", ".pt", ".pth"}
+
+
+def _quantized_already(source: Artifact) -> str | None:
+    """Why ``source`` is already quantized, or None."""
+    for record in source.stages:
+        if record.stage == "quantize":
+            return f"it was written by `compress quantize --method {record.config.get('method')}`"
+    if source.format == PYTORCH and source.config.get("quantization_config"):
+        method = source.config["quantization_config"].get("quant_method", "unknown")
+        return f"its config.json has a quantization_config (quant_method {method!r})"
+    if source.format == ONNX:
+        from compressor.quantize.onnx_ort import quantized_op_types
+
+        found = quantized_op_types(source.onnx_file)
+        if found:
+            return f"its graph already holds {', '.join(sorted(found))}"
+    return None
+
+
+def _budget(task: str, config: QuantizeConfig) -> Budget | None:
+    if task == CAUSAL_LM and config.max_accuracy_drop is not None:
+        raise BadInputError(
+            f"--max-accuracy-drop {config.max_accuracy_drop:g}: SRC is a causal LM, scored by perplexity; "
+            "use --max-perplexity-increase PERCENT"
+        )
+    if task != CAUSAL_LM and config.max_perplexity_increase is not None:
+        raise BadInputError(
+            f"--max-perplexity-increase {config.max_perplexity_increase:g}: SRC is a classifier, scored by "
+            "accuracy; use --max-accuracy-drop POINTS"
+        )
+    return Budget.for_task(task, config.max_accuracy_drop, config.max_perplexity_increase)
+
+
+def _max_length(source: Artifact, requested: int) -> int:
+    limit = source.config.get("n_positions") or source.config.get("max_position_embeddings") or requested
+    return min(requested, int(limit))
+
+
+def _divergence(task: str, reference: EvalResult, candidate: EvalResult) -> float:
+    if task == CAUSAL_LM:  # mean |change| of per-block NLL (logits are too large to keep)
+        return float(np.mean(np.abs(candidate.block_nll - reference.block_nll)))
+    return kl_divergence(reference.log_probs, candidate.log_probs)
+
+
+def _copy_support_files(source: Path, out: Path) -> None:
+    """Config, tokenizer and generation files travel with the model; weights and the manifest do not."""
+    for item in source.iterdir():
+        if item.is_file() and item.name != MANIFEST_NAME and item.suffix not in _MODEL_SUFFIXES \
+                and item.name not in WEIGHT_FILES:
+            shutil.copyfile(item, out / item.name)
+
+
+def _engine(source: Artifact, config: QuantizeConfig, workdir: Path, allow_pickle: bool) -> Any:
+    method = config.method
+    if source.format == ONNX:
+        from compressor.quantize.isa import detect
+        from compressor.quantize.onnx_ort import OnnxEngine
+
+        return OnnxEngine(source.onnx_file, method, config, detect(), workdir)
+    import torch
+
+    torch.manual_seed(config.seed)
+    model = load_model(source, allow_pickle=allow_pickle)
+    if method in ("int4", "int8"):
+        from compressor.quantize.torch_inc import WeightOnlyEngine
+
+        return WeightOnlyEngine(model, method, config, source.task)
+    from compressor.quantize.torch_engine import DynamicEngine
+
+    return DynamicEngine(model, method, config, source.task)
+
+
+@contextlib.contextmanager
+def _library_log_level() -> Any:
+    """Keep neural-compressor at the log level the caller chose (the CLI sets ERROR unless -v).
+
+    Its logger resets itself to ``$LOGLEVEL`` (default INFO) when first imported, which can happen
+    inside an unrelated import; passing the chosen level through ``LOGLEVEL`` covers that.
+    """
+    import logging
+    import os
+
+    logger = logging.getLogger("neural_compressor")
+    level = logger.level
+    previous = os.environ.get("LOGLEVEL")
+    if level and previous is None:
+        os.environ["LOGLEVEL"] = logging.getLevelName(level)
+    try:
+        yield
+    finally:
+        if level and previous is None:
+            os.environ.pop("LOGLEVEL", None)
+            logger.setLevel(level)
+
+
+def _check_reload(source: Artifact, out: Path, recipe: dict[str, Any], model: Any, tokenizer: Any,
+                  max_length: int) -> dict[str, Any]:
+    """Reload the written artifact the way ``load_model`` will and compare it with the in-memory
+    model on the built-in sentences: a format bug fails here, not in a user's pipeline."""
+    import torch
+
+    from compressor.export.parity import parity_batches
+    from compressor.quantize import torch_format
+
+    reloaded = torch_format.load_artifact(dataclasses.replace(source, path=out), recipe, task=source.task)
+    batches = parity_batches(source.task, tokenizer, None, label2id=None, samples=16, max_length=min(max_length, 32))
+    extra = {"use_cache": False} if source.task == CAUSAL_LM else {}
+
+    def outputs(m: Any, batch: dict[str, Any]) -> Any:
+        with torch.inference_mode():
+            out = m(**{k: torch.from_numpy(v) for k, v in batch.items()}, **extra)
+        return (out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state).float()
+
+    diff = max(float((outputs(model, b) - outputs(reloaded, b)).abs().max()) for b in batches)
+    if diff > RELOAD_ATOL:
+        raise RuntimeFailureError(f"{out}: the saved model reloads with different outputs (max |logit diff| "
+                                  f"{diff:.3g} > {RELOAD_ATOL:g}); nothing written")
+    return {"max_abs_diff": diff, "inputs": "built-in sentences", "rows": int(sum(len(b["input_ids"]) for b in batches))}
+
+
+def _fall_back(engine: Any, candidate: Any, units: list[Unit], budget: Budget, before: EvalResult,
+               last: tuple[dict[str, Any], float], task: str, batches: list[dict[str, Any]]) -> tuple:
+    """Measure every layer's sensitivity, then return layers to float until within budget.
+
+    Returns the chosen candidate, its float layer names, its metrics and loss, and the decisions for
+    the report (sensitivity ranking, kept-float layers with reasons, every attempt).
+    """
+    progress.status(f"{budget.metric} loss {last[1]:.3g}{budget.unit} is over {budget.flag} {budget.limit:g}; "
+                    f"measuring the sensitivity of {len(units)} layers")
+
+    def only(unit: Unit) -> tuple[dict[str, Any], float]:
+        trial = engine.only(unit.name)
+        try:
+            result = run_eval(engine.runner(trial), task, batches, desc=f"only {unit.name}")
+        finally:
+            engine.discard(trial)
+        return result.metrics, _divergence(task, before, result)
+
+    ranked = measure(units, only, budget, before.metrics)
+    current = {"candidate": candidate}
+
+    def without(floats: list[Unit]) -> dict[str, Any]:
+        engine.discard(current["candidate"])  # one candidate at a time (torch candidates are module swaps)
+        current["candidate"] = engine.build([u.name for u in floats])
+        return run_eval(engine.runner(current["candidate"]), task, batches, desc=f"{len(floats)} layer(s) float").metrics
+
+    result = fall_back(ranked, without, budget, before.metrics, last=last)
+    decisions = {
+        "sensitivity": [s.to_dict() for s in ranked],
+        "kept_float": float_reasons(ranked, result.float_units, budget),
+        "attempts": result.attempts,
+    }
+    return current["candidate"], [u.name for u in result.float_units], result.metrics, result.loss, decisions
+
+
+def _metric_names(task: str) -> tuple[str, str]:
+    return ("perplexity", "perplexity_increase_pct") if task == CAUSAL_LM else ("accuracy", "accuracy_drop_points")
+
+
+def quantize(
+    src: str | Path, dst: str | Path, config: QuantizeConfig, *, force: bool = False, allow_pickle: bool = False
+) -> dict[str, Any]:
+    """Quantize ``src`` into ``dst``; returns the stage report.
+
+    Raises ``BadInputError`` (exit 2) for bad inputs before writing anything, and ``GateFailedError``
+    (exit 1, with the report; nothing written) when the budget is not met even with every layer but
+    the least sensitive one back in float.
+    """
+    source = open_artifact(src)
+    method = method_for(config.method, source.format)
+    reason = _quantized_already(source)
+    if reason:
+        raise BadInputError(f"{source.path}: already quantized ({reason}); quantize the float artifact instead")
+    require_device(config.device)
+    if source.format == PYTORCH and config.device != "cpu":
+        raise BadInputError(f"--device {config.device}: PyTorch quantized layers (torch.ao INT8, neural-compressor "
+                            "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")
+    if method.name == "int4-weight" and config.block_size == -1:
+        raise BadInputError("--block-size -1: int4-weight (MatMulNBits) needs a block size, e.g. 32 or 128")
+    if source.task == ENCODER and config.eval_data is not None:
+        raise BadInputError(f"--eval-data: {source.path} is a {ENCODER} model (no task head to score); "
+                            "quality can be measured for classifiers and causal LMs")
+    budget = _budget(source.task, config)
+    if config.calib_data is not None and not (method.needs_calibration or config.resolved_algorithm in ("gptq", "awq")):
+        progress.status(f"note: --method {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm
+                        else "") + " does not calibrate; --calib-data is only validated")
+
+    # Read and validate every data file before any output exists.
+    tokenizer = load_tokenizer(source.path)
+    label2id = source.config.get("label2id")
+    max_length = _max_length(source, config.max_length)
+    is_lm = source.task == CAUSAL_LM
+    calib_batches: list[dict[str, Any]] = []
+    if config.calib_data is not None:
+        # One row per batch for classifiers: padding would pollute activation ranges and statistics.
+        calib_batches = task_batches("--calib-data", source.task, tokenizer, config.calib_data, label2id=label2id,
+                                     samples=config.calib_samples, max_length=max_length,
+                                     batch_size=4 if is_lm else 1, require_labels=False)
+    eval_batches: list[dict[str, Any]] | None = None
+    if config.eval_data is not None:
+        eval_batches = task_batches("--eval-data", source.task, tokenizer, config.eval_data, label2id=label2id,
+                                    samples=config.eval_samples, max_length=max_length,
+                                    batch_size=8 if is_lm else 32, require_labels=not is_lm)
+
+    timer = StageTimer()
+    source_hash = source.content_hash()
+    size_before = source.size_bytes()
+    # Libraries print to stdout (neural-compressor's "Building WOQ model"); stdout is for --json.
+    with contextlib.redirect_stdout(sys.stderr), _library_log_level(), \
+            tempfile.TemporaryDirectory(prefix="compress-quantize-") as tmp, \
+            staged_output(dst, sources=[source.path], force=force) as out:
+        progress.status(f"quantizing {source.path} ({source.format}, {source.family.name}, {source.task}) "
+                        f"with {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm else ""))
+        engine = _engine(source, config, Path(tmp), allow_pickle)
+        calibration = engine.calibrate(calib_batches)
+        units = engine.units()
+        if not units:
+            raise BadInputError(f"{source.path}: no layers that {method.name} can quantize")
+        candidate = engine.build([])
+        float_names: list[str] = []
+        report: dict[str, Any] = {
+            "method": method.name,
+            "algorithm": config.resolved_algorithm,
+            "format": source.format,
+            "engine": method.engine,
+            "settings": engine.settings(),
+            "size_bytes_before": size_before,
+        }
+        if calibration:
+            report["calibration"] = {"data": config.calib_data.path if config.calib_data else None,
+                                     "method": config.calib_method if method.name == "int8-static" else None,
+                                     **calibration}
+        fallback: dict[str, Any] = {"default_float": list(getattr(engine, "default_float", []))}
+        metric, loss_key = _metric_names(source.task)
+
+        if eval_batches is not None:
+            before = run_eval(engine.runner(None), source.task, eval_batches, desc="evaluating float")
+            after = run_eval(engine.runner(candidate), source.task, eval_batches, desc="evaluating quantized")
+            loss = Budget(metric, 0.0).loss(before.metrics, after.metrics)
+            final_metrics = after.metrics
+            if budget is not None and not budget.within(loss):
+                candidate, float_names, final_metrics, loss, decisions = _fall_back(
+                    engine, candidate, units, budget, before, (after.metrics, loss), source.task, eval_batches
+                )
+                fallback.update(decisions)
+            report["eval"] = {"data": config.eval_data.path, **{k: v for k, v in before.metrics.items() if k != metric}}
+            report["metrics"] = {f"{metric}_before": before.metrics[metric], f"{metric}_after": final_metrics[metric],
+                                 loss_key: loss}
+            if budget is not None:
+                report["budget"] = {"flag": budget.flag, "limit": budget.limit, "loss": loss, "unit": budget.unit,
+                                    "met": budget.within(loss)}
+        report["ops"] = engine.op_counts(candidate, float_names)
+        report["fallback"] = fallback
+        if budget is not None and not report["budget"]["met"]:
+            report["wall_time_s"] = timer.elapsed_s
+            raise GateFailedError(
+                f"{metric} loss {report['budget']['loss']:.3g}{budget.unit} exceeds {budget.flag} {budget.limit:g} "
+                f"with {len(float_names)} of {len(units)} quantizable layers kept in float; nothing written to {dst}",
+                report=report,
+            )
+
+        files, recipe = engine.save(candidate, out)
+        _copy_support_files(source.path, out)
+        size_after = dataclasses.replace(source, path=out).size_bytes()
+        report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
+                      compression_ratio=round(size_before / max(size_after, 1), 3))
+        if recipe is not None:
+            report["reload"] = recipe
+            report["reload_check"] = _check_reload(source, out, recipe, candidate.model, tokenizer, max_length)
+        report["wall_time_s"] = timer.elapsed_s
+        write_manifest(out, source=source, source_hash=source_hash, stage="quantize", config=config.to_dict(),
+                       report=report, timer=timer, fmt=source.format, seed=config.seed)
+    return report
+

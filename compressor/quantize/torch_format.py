@@ -1,0 +1,224 @@
+"""Saving and reloading quantized PyTorch models: safetensors plus a recipe in the manifest.
+
+torch.ao's quantized Linear keeps its weight in a packed, pickled object, and neural-compressor's
+weight-only layers are its own module classes; neither is a transformers checkpoint format. So the
+artifact holds every tensor in ``quantized.safetensors`` (INT8 weights as their integer values,
+scales and zero points; INT4 weights packed as neural-compressor packs them) and the manifest records
+which module is which kind. Reloading builds the float architecture from ``config.json``, repeats
+the Conv1D -> Linear conversion, puts empty quantized modules where the recipe says and loads the
+tensors into them: bit-identical to what was saved.
+
+The file is deliberately not named ``model.safetensors``: ``AutoModel.from_pretrained`` would then
+"load" it with random float weights in place of the quantized ones and only warn. Instead it fails
+with a clear "no model.safetensors" error, and ``compressor.loading.load_model`` is the way in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor.errors import BadInputError
+from compressor.quantize.smoothquant import SmoothQuantLinear
+from compressor.quantize.torch_modules import conv1d_to_linear, set_module, swapped
+
+FORMAT = "compress-torch-quantized"
+VERSION = 1
+WEIGHTS = "quantized.safetensors"
+
+DYNAMIC = "int8-dynamic-linear"
+SMOOTH = "smoothquant-wrapper"
+WOQ = "inc-weight-only-linear"
+MUL = "inc-mul-linear"
+
+_PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
+
+
+def _dynamic_linear_class() -> type:
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    return Linear
+
+
+def _inc_classes() -> tuple[type, type]:
+    from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear, MulLinear
+
+    return INCWeightOnlyLinear, MulLinear
+
+
+def _woq_init(module: nn.Module) -> dict[str, Any]:
+    """Constructor arguments that rebuild an empty INCWeightOnlyLinear of the same layout."""
+    buffers = {name for name, value in module.named_buffers(recurse=False) if value is not None}
+    return {
+        "in_features": module.in_features,
+        "out_features": module.out_features,
+        "dtype": module.dtype,
+        "bits": module.bits,
+        "group_size": module.group_size,
+        "zp": "qzeros" in buffers,
+        "bias": "bias" in buffers,
+        "g_idx": "g_idx" in buffers,
+        "use_optimum_format": module.use_optimum_format,
+        "compression_dim": getattr(module, "compression_dim", 1),
+    }
+
+
+def _module_kind(module: nn.Module) -> str | None:
+    if isinstance(module, _dynamic_linear_class()):
+        return DYNAMIC
+    if isinstance(module, SmoothQuantLinear):
+        return SMOOTH
+    try:
+        woq, mul = _inc_classes()
+    except ImportError:
+        return None
+    if isinstance(module, woq):
+        return WOQ
+    if isinstance(module, mul):
+        return MUL
+    return None
+
+
+def _dynamic_tensors(name: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    weight, bias = module.weight(), module.bias()
+    tensors = {f"{name}.weight_int8": weight.int_repr().contiguous()}
+    if weight.qscheme() in _PER_CHANNEL:
+        tensors[f"{name}.weight_scales"] = weight.q_per_channel_scales().contiguous()
+        tensors[f"{name}.weight_zero_points"] = weight.q_per_channel_zero_points().contiguous()
+    else:
+        tensors[f"{name}.weight_scales"] = torch.tensor([weight.q_scale()], dtype=torch.float64)
+        tensors[f"{name}.weight_zero_points"] = torch.tensor([weight.q_zero_point()], dtype=torch.int64)
+    if bias is not None:
+        tensors[f"{name}.bias"] = bias.detach().contiguous()
+    return tensors
+
+
+def save(model: nn.Module, out_dir: Path, *, converted_conv1d: bool) -> dict[str, Any]:
+    """Write ``quantized.safetensors``; return the recipe ``load`` needs (stored in the manifest)."""
+    from safetensors.torch import save_file
+
+    modules: dict[str, dict[str, Any]] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    dynamic_prefixes: list[str] = []
+    for name, module in model.named_modules():
+        kind = _module_kind(module)
+        if kind is None:
+            continue
+        entry: dict[str, Any] = {"kind": kind}
+        if kind == DYNAMIC:
+            weight = module.weight()
+            entry.update(in_features=module.in_features, out_features=module.out_features,
+                         bias=module.bias() is not None,
+                         per_channel=weight.qscheme() in _PER_CHANNEL,
+                         axis=int(weight.q_per_channel_axis()) if weight.qscheme() in _PER_CHANNEL else None)
+            tensors.update(_dynamic_tensors(name, module))
+            dynamic_prefixes.append(name + ".")
+        elif kind == WOQ:
+            entry["init"] = _woq_init(module)
+        modules[name] = entry
+
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    for key, value in model.state_dict(keep_vars=False).items():
+        if any(key.startswith(prefix) for prefix in dynamic_prefixes):
+            continue  # torch.ao's packed params: saved above as plain tensors
+        if not isinstance(value, torch.Tensor):
+            continue
+        identity = (value.data_ptr(), value.storage_offset(), tuple(value.shape))
+        if value.numel() and identity in seen:
+            aliases[key] = seen[identity]  # tied weights (GPT-2 lm_head = wte): stored once
+            continue
+        seen[identity] = key
+        tensors[key] = value.detach().contiguous()
+    save_file(tensors, str(out_dir / WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "weights": WEIGHTS,
+        "conv1d_to_linear": converted_conv1d,
+        "modules": modules,
+        "aliases": aliases,
+    }
+
+
+def _empty_module(entry: dict[str, Any], current: nn.Module) -> nn.Module:
+    kind = entry["kind"]
+    if kind == DYNAMIC:
+        return _dynamic_linear_class()(entry["in_features"], entry["out_features"], bias_=entry["bias"],
+                                       dtype=torch.qint8)
+    if kind == SMOOTH:
+        return SmoothQuantLinear(current, torch.ones(current.in_features))
+    woq, mul = _inc_classes()
+    if kind == WOQ:
+        return woq(**entry["init"], device="cpu")
+    if kind == MUL:
+        return mul(current, torch.ones(current.in_features))
+    raise BadInputError(f"unknown quantized module kind {kind!r} in the manifest")
+
+
+def load(model: nn.Module, directory: Path, recipe: dict[str, Any]) -> nn.Module:
+    """Turn a float ``model`` built from the artifact's config into the saved quantized model."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if recipe.get("format") != FORMAT or recipe.get("version", 0) > VERSION:
+        raise BadInputError(f"{directory}: quantized weights in format {recipe.get('format')!r} "
+                            f"v{recipe.get('version')}; this tool reads {FORMAT} v{VERSION}")
+    path = directory / recipe.get("weights", WEIGHTS)
+    if not path.exists():
+        raise BadInputError(f"{path}: missing; the manifest says the quantized weights are here")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise BadInputError(f"{path}: corrupt or truncated safetensors file ({exc})") from exc
+    if recipe.get("conv1d_to_linear"):
+        conv1d_to_linear(model)
+    modules: dict[str, dict[str, Any]] = recipe["modules"]
+    # Parents (wrappers) before children: a wrapper is built around the float Linear, then its
+    # ``.linear`` child is replaced by the quantized module.
+    for name in sorted(modules, key=lambda n: n.count(".")):
+        set_module(model, name, _empty_module(modules[name], model.get_submodule(name)))
+    for name, entry in modules.items():
+        if entry["kind"] != DYNAMIC:
+            continue
+        module = model.get_submodule(name)
+        int8 = tensors.pop(f"{name}.weight_int8")
+        scales = tensors.pop(f"{name}.weight_scales")
+        zero_points = tensors.pop(f"{name}.weight_zero_points")
+        if entry["per_channel"]:
+            weight = torch._make_per_channel_quantized_tensor(int8, scales, zero_points, entry["axis"])
+        else:
+            weight = torch._make_per_tensor_quantized_tensor(int8, float(scales[0]), int(zero_points[0]))
+        module.set_weight_bias(weight, tensors.pop(f"{name}.bias", None))
+    for alias, target in recipe.get("aliases", {}).items():
+        tensors.setdefault(alias, tensors[target])
+    # assign=True keeps the saved dtypes (neural-compressor turns a layer's fp16 bias into fp32 on
+    # its first forward; copying into the fresh fp16 buffer would round it and change the outputs).
+    # torch.ao modules are complete now; empty placeholders keep load_state_dict away from their
+    # packed-parameter loader while every other tensor is loaded.
+    dynamic = {name: nn.Module() for name, entry in modules.items() if entry["kind"] == DYNAMIC}
+    with swapped(model, dynamic):
+        missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
+    if missing or unexpected:
+        raise BadInputError(
+            f"{path}: does not match the recipe (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    if recipe.get("aliases") and hasattr(model, "tie_weights"):
+        model.tie_weights()
+    model.eval()
+    return model
+
+
+def load_artifact(artifact: Any, recipe: dict[str, Any], *, task: str, trust_remote_code: bool = False) -> nn.Module:
+    """The quantized model of a PyTorch artifact written by the quantize stage."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(artifact.path, local_files_only=True, trust_remote_code=trust_remote_code)
+        model = artifact.family.auto_class(task).from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{artifact.path}: could not build the model ({str(exc).splitlines()[0]})") from exc
+    return load(model.eval(), artifact.path, recipe)

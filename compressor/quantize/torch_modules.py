@@ -1,0 +1,119 @@
+"""Module surgery shared by the PyTorch methods: finding, replacing and temporarily swapping layers.
+
+GPT-2 keeps its projections in transformers' ``Conv1D`` (a Linear with a transposed weight). torch.ao
+and neural-compressor's GPTQ/AWQ only handle ``nn.Linear`` reliably, so Conv1D layers become
+``nn.Linear`` first; the conversion is exact (same product, same bias) and the loader repeats it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name)
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def conv1d_to_linear(model: nn.Module) -> int:
+    """Replace every transformers ``Conv1D`` by the equivalent ``nn.Linear``; returns how many."""
+    from transformers.pytorch_utils import Conv1D
+
+    names = [name for name, module in model.named_modules() if isinstance(module, Conv1D)]
+    for name in names:
+        conv = get_module(model, name)
+        n_in, n_out = conv.weight.shape  # Conv1D stores (in, out)
+        linear = nn.Linear(n_in, n_out, bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(conv.weight.t())
+            if conv.bias is not None:
+                linear.bias.copy_(conv.bias)
+        set_module(model, name, linear)
+    return len(names)
+
+
+def tied_output_linear(model: nn.Module) -> str | None:
+    """Name of an output Linear whose weight *is* the input embedding (GPT-2's lm_head), else None.
+
+    Quantizing it would store a second, quantized copy of the embedding table beside the float one
+    the embedding still needs, making the artifact larger, so methods leave it in float.
+    """
+    get_output = getattr(model, "get_output_embeddings", None)
+    get_input = getattr(model, "get_input_embeddings", None)
+    if get_output is None or get_input is None:
+        return None
+    output, embedding = get_output(), get_input()
+    if output is None or embedding is None or output.weight is not embedding.weight:
+        return None
+    for name, module in model.named_modules():
+        if module is output:
+            return name
+    return None
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if type(module) is nn.Linear]
+
+
+def count_module_types(model: nn.Module, quantized_names: set[str]) -> dict[str, dict[str, int]]:
+    """Linear and Embedding layers by kind: quantized (in ``quantized_names``) or float."""
+    counts: dict[str, dict[str, int]] = {}
+    for name, module in model.named_modules():
+        if name in quantized_names:
+            kind = "Linear"
+            state = "quantized"
+        elif type(module) is nn.Linear:
+            kind, state = "Linear", "float"
+        elif isinstance(module, nn.Embedding):
+            kind, state = "Embedding", "float"
+        else:
+            continue
+        entry = counts.setdefault(kind, {"quantized": 0, "float": 0})
+        entry[state] += 1
+    return counts
+
+
+@contextmanager
+def swapped(model: nn.Module, replacements: dict[str, nn.Module]) -> Iterator[nn.Module]:
+    """``model`` with some submodules replaced, restored on exit (used to measure one layer at a time)."""
+    originals = {name: get_module(model, name) for name in replacements}
+    try:
+        for name, module in replacements.items():
+            set_module(model, name, module)
+        yield model
+    finally:
+        for name, module in originals.items():
+            set_module(model, name, module)
+
+
+class Candidate:
+    """A model with some layers swapped in; ``restore()`` undoes the swap."""
+
+    def __init__(self, model: nn.Module, replacements: dict[str, nn.Module]) -> None:
+        self.model = model
+        self._context = swapped(model, replacements)
+        self._context.__enter__()
+
+    def restore(self) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+
+
+def forward_batches(model: nn.Module, batches: list[dict[str, Any]], task_kwargs: dict[str, Any], desc: str) -> None:
+    """Run ``model`` over numpy batches (calibration): hooks and observers see real activations."""
+    from compressor import progress
+
+    with torch.no_grad():
+        for batch in progress.bar(batches, desc=desc, total=len(batches)):
+            model(**{k: torch.from_numpy(v) for k, v in batch.items() if k != "labels"}, **task_kwargs)
