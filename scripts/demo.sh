@@ -15,3 +15,7 @@ compress export-onnx "$ASSETS/teachers/gpt2-imdb" -o "$OUT/gpt2-imdb-onnx" --for
   --parity-data "$ASSETS/wikitext-2-raw/wikitext2_raw_test_joined.txt" --parity-samples 128
 compress inspect "$OUT/minilm-sst2-onnx"
 compress inspect "$OUT/gpt2-imdb-onnx"
+# The full chain on the SST-2 teacher: distill -> prune (+recovery) -> export-onnx -> int8 -> bench.
+compress run pipelines/bert-sst2.yaml --out runs/bert-sst2 --resume
+compress inspect runs/bert-sst2/pruned-int8
+echo "plot: runs/bert-sst2/bench/report.png"
