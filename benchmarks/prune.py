@@ -145,7 +145,8 @@ def bench_bert(args: argparse.Namespace) -> dict:
     row["met_accuracy"] = row["gap_pt"] <= 1.0
     row["met_latency"] = row["speedup_p50"] >= 1.3
     if args.onnx:
-        row.update(onnx_latency("bert", out, SST_TEACHER, [{k: v.numpy() for k, v in e.items()} for e in encoded], args))
+        batches = [{k: v.numpy() for k, v in e.items()} for e in encoded]
+        row.update(onnx_latency("bert", out, SST_TEACHER, batches, args))
     return row
 
 
@@ -242,7 +243,8 @@ def bench_gpt2(args: argparse.Namespace) -> dict:
         "pruned_gen_tok_s": round(new_tokens / statistics.median(gen_times["pruned"]), 1),
     }
     # Causal attention over a 128-token block looks at 64.5 keys per token on average.
-    row["compute_ratio"] = round(macs_per_token(models["teacher"], 64.5, True) / macs_per_token(models["pruned"], 64.5, True), 3)
+    row["compute_ratio"] = round(macs_per_token(models["teacher"], 64.5, True)
+                                 / macs_per_token(models["pruned"], 64.5, True), 3)
     row["score_speedup"] = round(row["pruned_score_tok_s"] / row["teacher_score_tok_s"], 3)
     row["gen_speedup"] = round(row["pruned_gen_tok_s"] / row["teacher_gen_tok_s"], 3)
     row["met_perplexity"] = row["perplexity_ratio"] <= 1.15
@@ -271,7 +273,8 @@ def print_table(results: dict) -> None:
         else:
             onnx = f"; ONNX {row['onnx_score_speedup_p50']:.2f}×" if "onnx_score_speedup_p50" in row else ""
             print(f"| GPT-2 IMDB, {row['methods']}, {row['recover_steps']} recovery steps | held-out ppl "
-                  f"{row['teacher_perplexity']:.1f} → {row['perplexity']:.1f} = {row['perplexity_ratio']:.3f}× (≤ 1.15) | "
+                  f"{row['teacher_perplexity']:.1f} → {row['perplexity']:.1f} = "
+                  f"{row['perplexity_ratio']:.3f}× (≤ 1.15) | "
                   f"scoring tok/s {row['teacher_score_tok_s']:.0f} → {row['pruned_score_tok_s']:.0f} = "
                   f"{row['score_speedup']:.2f}× (≥ 1.2){onnx}; generation {row['gen_speedup']:.2f}×; "
                   f"compute {row['compute_ratio']:.2f}× | {row['teacher_params_m']}M → {row['params_m']}M | "

@@ -18,6 +18,8 @@ scale, percent. Every difference is artifact minus baseline.
                          not benched themselves (role "parent"), measured for the slower-than-float check
     gates                [{artifact, gate, threshold, value, unit, passed, detail, ci95|null,
                            ci_supports_verdict}]
+    reports              {json, markdown, plot, junit, step_summary: path} of files written (in the
+                         --json output and the returned dict; not inside report.json itself)
     warnings             [{kind, artifact, message}], kind in quantized-slower-than-float,
                          execution-provider-missing, nodes-off-requested-provider, ci-too-wide,
                          tokenizer-differs, machine-busy (artifact "*")

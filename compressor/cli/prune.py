@@ -51,7 +51,8 @@ def _summary(output: str, report: dict) -> list[str]:
 @click.option("--eval-data", default=None, help="Data for the metric before/after (default: --data).")
 @click.option("--eval-samples", type=int, default=None, help="Rows (LM: blocks) evaluated (default: all).")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Max tokens per row (LM: block size).")
-@click.option("--ffn-multiple-of", type=int, default=8, show_default=True, help="Round the FFN width kept down to this.")
+@click.option("--ffn-multiple-of", type=int, default=8, show_default=True,
+              help="Round the FFN width kept down to this.")
 @click.option("--recover-from", default=None, help="The unpruned teacher to distil from after pruning.")
 @click.option("--recover-data", default=None, help="Training data for the recovery distillation.")
 @click.option("--recover-steps", type=int, default=None, help="Optimizer steps of recovery.")

@@ -261,10 +261,12 @@ class Distiller:
                     nll = torch.nn.functional.cross_entropy(
                         logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
                     )
-                    totals += torch.stack([nll.double(), torch.tensor(ids[:, 1:].numel(), dtype=torch.float64)])
+                    totals[0] += nll.double()
+                    totals[1] += ids[:, 1:].numel()
                 else:
                     correct = (logits.argmax(-1) == batch["labels"]).sum()
-                    totals += torch.stack([correct.double(), torch.tensor(len(indices), dtype=torch.float64)])
+                    totals[0] += correct.double()
+                    totals[1] += len(indices)
         totals = acc.reduce(totals, reduction="sum")
         model.train(was_training)
         value = float(totals[0] / totals[1].clamp_min(1))

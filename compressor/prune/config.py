@@ -72,7 +72,9 @@ def _parse_one(item: str, amount: float | None) -> Method:
     value = value.strip()
     if name == SEMI_2_4:
         if has_value:
-            raise BadInputError(f"--method {item!r}: 2:4 sparsity removes exactly 2 of every 4 weights; it takes no amount")
+            raise BadInputError(
+                f"--method {item!r}: 2:4 sparsity removes exactly 2 of every 4 weights; it takes no amount"
+            )
         return Method(name=name, amount=0.5)
     if name == LAYERS and value.startswith("["):
         if not re.fullmatch(r"\[\s*\d+(\s*,\s*\d+)*\s*\]", value):
@@ -145,8 +147,9 @@ class PruneConfig:
             raise BadInputError(f"--importance {self.importance!r}: choose one of {', '.join(IMPORTANCE)}")
         if self.importance == "gradient" and self.data is None:
             raise BadInputError("--importance gradient: needs calibration data; pass --data")
-        for name, value in (("--calibration-samples", self.calibration_samples), ("--ffn-multiple-of", self.ffn_multiple_of),
-                            ("--recover-batch-size", self.recover_batch_size)):
+        counts = (("--calibration-samples", self.calibration_samples), ("--ffn-multiple-of", self.ffn_multiple_of),
+                  ("--recover-batch-size", self.recover_batch_size))
+        for name, value in counts:
             if value < 1:
                 raise BadInputError(f"{name} {value}: must be at least 1")
         if self.eval_samples is not None and self.eval_samples < 1:

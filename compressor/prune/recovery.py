@@ -41,7 +41,8 @@ def check_teacher(config: PruneConfig, source: Artifact, tokenizer: Any) -> Arti
         raise BadInputError(f"{flag}: its tokenizer has a different vocabulary from the pruned model's")
     if teacher.config.get("label2id") != source.config.get("label2id") and source.task != CAUSAL_LM:
         raise BadInputError(
-            f"{flag}: labels {teacher.config.get('label2id')} differ from the pruned model's {source.config.get('label2id')}"
+            f"{flag}: labels {teacher.config.get('label2id')} differ from the pruned model's "
+            f"{source.config.get('label2id')}"
         )
     return teacher
 
@@ -59,7 +60,8 @@ def check_recover_data(config: PruneConfig, source: Artifact) -> None:
         raise BadInputError(f"--recover-data: {exc.message}") from exc
 
 
-def recover(teacher: Artifact, student_dir: Path, work_dir: Path, config: PruneConfig, max_length: int) -> dict[str, Any]:
+def recover(teacher: Artifact, student_dir: Path, work_dir: Path, config: PruneConfig,
+            max_length: int) -> dict[str, Any]:
     """Distil ``teacher`` into the pruned checkpoint in ``student_dir``; the result lands in ``work_dir``."""
     from compressor.distill import DistillConfig, distill
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from compressor import progress
-from compressor.artifact import PYTORCH, Artifact, StageTimer, open_artifact, staged_output, write_manifest
+from compressor.artifact import (
+    PYTORCH,
+    Artifact,
+    StageTimer,
+    _check_output_path,
+    open_artifact,
+    staged_output,
+    write_manifest,
+)
 from compressor.devices import require_device
 from compressor.errors import BadInputError
 from compressor.families.base import CAUSAL_LM
@@ -46,7 +54,9 @@ def _check_plan(config: PruneConfig, source: Artifact) -> Any:
     if layers and layers.layers is not None:
         bad = [i for i in layers.layers if i >= n_layers]
         if bad:
-            raise BadInputError(f"--method {layers.spec}: layer {bad[0]} does not exist; the model has layers 0..{n_layers - 1}")
+            raise BadInputError(
+                f"--method {layers.spec}: layer {bad[0]} does not exist; the model has layers 0..{n_layers - 1}"
+            )
         if len(layers.layers) >= n_layers:
             raise BadInputError(f"--method {layers.spec}: removes every layer ({n_layers}); at least one must stay")
     elif layers:
@@ -155,6 +165,7 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     if any(s.stage == "quantize" for s in source.stages):
         raise BadInputError(f"{source.path}: is a quantized artifact; prune the float model, then quantize")
     require_device(config.device)
+    _check_output_path(Path(dst), [source.path], force)  # now, not after the pruning work
     adapter = _check_plan(config, source)
     task, device = source.task, config.device
     tokenizer = load_tokenizer(source.path)

@@ -35,7 +35,8 @@ class Shape:
 
 
 class BertAdapter:
-    shape = Shape(layers="num_hidden_layers", heads="num_attention_heads", hidden="hidden_size", ffn="intermediate_size")
+    shape = Shape(layers="num_hidden_layers", heads="num_attention_heads", hidden="hidden_size",
+                  ffn="intermediate_size")
 
     def blocks(self, model: Any) -> Any:
         return bert_family.layers(model)

@@ -120,6 +120,10 @@ class OnnxEngine:
                 # Only embedding Gathers (a float table) are quantized; index Gathers on shapes are not.
                 if op == "Gather" and not (node.input[0] in inits and inits[node.input[0]].data_type in floats):
                     continue
+                # Only MatMuls with a weight: quantizing activation x activation products (unfused
+                # attention) costs two DynamicQuantizeLinear per product and buys nothing.
+                if op == "MatMul" and node.input[1] not in inits:
+                    continue
                 units.append(Unit(node.name, op))
             elif self.method == "int8-static" and op in STATIC_OPS:
                 units.append(Unit(node.name, op))
@@ -139,7 +143,8 @@ class OnnxEngine:
         base: dict[str, Any] = {"engine": "onnxruntime.quantization", **self.preprocess}
         if self.method == "int8-dynamic":
             base.update(per_channel=c.per_channel, reduce_range=self.isa.reduce_range, weight_type="int8",
-                        activation_type="uint8 (dynamic)", op_types=list(DYNAMIC_OPS), cpu=self.isa.to_dict())
+                        activation_type="uint8 (dynamic)", op_types=list(DYNAMIC_OPS), matmul_const_b_only=True,
+                        cpu=self.isa.to_dict())
         elif self.method == "int8-static":
             base.update(format="QDQ", per_channel=c.per_channel, reduce_range=self.isa.reduce_range,
                         weight_type="int8", activation_type="uint8", calibration_method=c.calib_method,
@@ -211,7 +216,7 @@ class OnnxEngine:
         quantize_dynamic(
             str(self.input_file), str(out), op_types_to_quantize=list(DYNAMIC_OPS), per_channel=self.config.per_channel,
             reduce_range=self.isa.reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-            extra_options=self._extra(),
+            extra_options={**self._extra(), "MatMulConstBOnly": True},
         )
 
     def _static(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None) -> None:

@@ -82,6 +82,19 @@ def _max_length(source: Artifact, requested: int) -> int:
     return min(requested, int(limit))
 
 
+def _common_width(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, Any]]:
+    """Pad every row to the longest calibration row: onnxruntime's histogram calibrators (entropy,
+    percentile) stack each tensor across runs and fail on differing sequence lengths. Padded
+    positions are masked in attention; their few extra activations barely move a histogram."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+    padded = []
+    for batch in batches:
+        extra = width - batch["input_ids"].shape[1]
+        padded.append({k: np.pad(v, ((0, 0), (0, extra)), constant_values=pad_id if k == "input_ids" else 0)
+                       for k, v in batch.items() if k != "labels"})
+    return padded
+
+
 def _divergence(task: str, reference: EvalResult, candidate: EvalResult) -> float:
     if task == CAUSAL_LM:  # mean |change| of per-block NLL (logits are too large to keep)
         return float(np.mean(np.abs(candidate.block_nll - reference.block_nll)))
@@ -242,6 +255,8 @@ def quantize(
         calib_batches = task_batches("--calib-data", source.task, tokenizer, config.calib_data, label2id=label2id,
                                      samples=config.calib_samples, max_length=max_length,
                                      batch_size=4 if is_lm else 1, require_labels=False)
+        if method.name == "int8-static" and config.calib_method != "minmax" and not is_lm:
+            calib_batches = _common_width(calib_batches, tokenizer.pad_token_id or 0)
     eval_batches: list[dict[str, Any]] | None = None
     if config.eval_data is not None:
         eval_batches = task_batches("--eval-data", source.task, tokenizer, config.eval_data, label2id=label2id,

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from quantize_models import one_torch_thread, report_of  # noqa: F401 (autouse fixture)
+from quantize_models import one_torch_thread, report_of, write_table  # noqa: F401 (autouse fixture)
 
 from compressor.data import DataSpec
 from compressor.evaluation import evaluate, task_batches
@@ -62,13 +62,17 @@ def test_int8_dynamic_fused_bert(run_cli, bert_onnx, sst_file, tmp_path):
     assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
 
 
-def test_int8_static_qdq_with_calibration(run_cli, bert_onnx, sst_file, tmp_path):
+@pytest.mark.parametrize("calib_method", ["minmax", "entropy", "percentile"])
+def test_int8_static_qdq_with_calibration(run_cli, bert_onnx, tmp_path, calib_method):
+    # Rows of different lengths: histogram calibrators (entropy, percentile) need them padded alike.
+    words = "the film was really good and the cast was very clever but the plot was dull".split()
+    calib = write_table(tmp_path / "calib.tsv", ["sentence"], [[" ".join(words[: 3 + i % 12])] for i in range(16)])
     out = tmp_path / "static"
-    result = run_cli("quantize", bert_onnx, "-o", out, "--method", "int8-static", "--calib-data", sst_file,
-                     "--calib-samples", "16", "--calib-method", "percentile", "--per-tensor", "--json")
+    result = run_cli("quantize", bert_onnx, "-o", out, "--method", "int8-static", "--calib-data", calib,
+                     "--calib-method", calib_method, "--per-tensor", "--json")
     assert result.exit_code == 0, result.output
     report = report_of(result)
-    assert report["calibration"] == {"data": str(sst_file), "method": "percentile", "batches": 16, "rows": 16}
+    assert report["calibration"] == {"data": str(calib), "method": calib_method, "batches": 16, "rows": 16}
     assert report["settings"]["format"] == "QDQ" and report["settings"]["activation_type"] == "uint8"
     assert report["settings"]["per_channel"] is False
     assert report["ops"]["by_op_type"]["MatMul"] == {"quantized": 12, "float": 0}
