@@ -76,8 +76,10 @@ def test_int8_static_qdq_with_calibration(run_cli, bert_onnx, tmp_path, calib_me
     assert report["settings"]["format"] == "QDQ" and report["settings"]["activation_type"] == "uint8"
     assert report["settings"]["per_channel"] is False
     assert report["ops"]["by_op_type"]["MatMul"] == {"quantized": 12, "float": 0}
+    assert report["ops"]["by_op_type"]["Attention"] == {"quantized": 4, "float": 0}
     graph = ops(out)
     assert graph["QuantizeLinear"] > 0 and graph["DequantizeLinear"] > graph["QuantizeLinear"]
+    assert graph["QAttention"] == 4 and graph["Attention"] == 0  # QDQ has no fused-Attention kernel
 
 
 def test_int4_weight_matmulnbits(run_cli, bert_onnx, tmp_path):
