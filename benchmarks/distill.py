@@ -1,6 +1,6 @@
 """Distillation on the real teachers, side by side with the teachers and a plain baseline loop.
 
-    python benchmarks/distill.py                       # everything (about an hour on 2 cores)
+    python benchmarks/distill.py                       # everything (about 35 minutes on 2 cores)
     python benchmarks/distill.py --only bert           # SST-2: 3-layer and 2-layer students
     python benchmarks/distill.py --only gpt2           # IMDB GPT-2: half-depth student, perplexity
     python benchmarks/distill.py --only throughput     # samples/s: compress vs a plain KD loop
@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,8 @@ ASSETS = ROOT.parent / "shared" / "assets"
 WORK = ROOT / "benchmarks" / "work" / "distill"
 RESULTS = ROOT / "benchmarks" / "results" / "distill.json"
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore")
 
 SST_TEACHER = ASSETS / "teachers" / "minilm-l6-sst2"
 GPT2_TEACHER = ASSETS / "teachers" / "gpt2-imdb"
@@ -115,7 +119,7 @@ def plain_baseline(rows: int, steps: int, batch_size: int, max_length: int) -> f
     from compressor.artifact import open_artifact
     from compressor.data import DataSpec, load_classification
     from compressor.distill.losses import kd_loss
-    from compressor.distill.student import even_spread, select_layers
+    from compressor.distill.student import default_init_layers, select_layers
     from compressor.loading import load_model, load_tokenizer
 
     artifact = open_artifact(SST_TEACHER)
@@ -125,7 +129,7 @@ def plain_baseline(rows: int, steps: int, batch_size: int, max_length: int) -> f
     encoded = tokenizer(data.texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     torch.manual_seed(0)
     teacher = load_model(artifact)
-    student = select_layers(copy.deepcopy(teacher), "bert", even_spread(3, 6)).train()
+    student = select_layers(copy.deepcopy(teacher), "bert", default_init_layers("bert", 3, 6)).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.01)
     order = list(range(len(data)))
     random.Random(0).shuffle(order)
@@ -198,22 +202,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=("bert", "gpt2", "throughput"),
                         help="run only these parts (repeatable)")
-    parser.add_argument("--bert-steps", type=int, default=2000, help="3-layer SST-2 student steps (0: skip)")
-    parser.add_argument("--bert2-steps", type=int, default=2000, help="2-layer SST-2 student steps (0: skip)")
+    parser.add_argument("--bert-steps", type=int, default=1500, help="3-layer SST-2 student steps (0: skip)")
+    parser.add_argument("--bert2-steps", type=int, default=1500, help="2-layer SST-2 student steps (0: skip)")
     parser.add_argument("--bert-map3", default="", help="teacher layers of the 3-layer student (default: even spread)")
     parser.add_argument("--bert-map2", default="", help="teacher layers of the 2-layer student")
     parser.add_argument("--bert-batch", type=int, default=32)
     parser.add_argument("--bert-lr", type=float, default=1e-4)
     parser.add_argument("--bert-t", type=float, default=2.0)
     parser.add_argument("--bert-ce", type=float, default=0.0, help="hard-label CE weight")
-    parser.add_argument("--bert-eval-steps", type=int, default=500)
-    parser.add_argument("--gpt2-steps", type=int, default=2000)
+    parser.add_argument("--bert-eval-steps", type=int, default=250)
+    parser.add_argument("--gpt2-steps", type=int, default=500)
     parser.add_argument("--gpt2-map", default="", help="teacher blocks of the student (default: even spread)")
     parser.add_argument("--gpt2-batch", type=int, default=16)
-    parser.add_argument("--gpt2-lr", type=float, default=1e-3)
+    parser.add_argument("--gpt2-lr", type=float, default=5e-4)
     parser.add_argument("--gpt2-t", type=float, default=1.0)
     parser.add_argument("--gpt2-ce", type=float, default=0.0, help="next-token CE weight")
-    parser.add_argument("--gpt2-eval-steps", type=int, default=500)
+    parser.add_argument("--gpt2-eval-steps", type=int, default=250)
     parser.add_argument("--gpt2-eval-docs", type=int, default=None, help="held-out reviews to score (default: all)")
     parser.add_argument("--tp-rows", type=int, default=2048, help="throughput: SST-2 rows")
     parser.add_argument("--tp-epochs", type=int, default=2, help="throughput: passes over them")

@@ -163,8 +163,10 @@ def sst2_rows(fresh: bool) -> list[dict[str, Any]]:
         "FP32 ONNX (O2)": fp32_o2,
         "int8-dynamic ONNX (O2, per-channel)": build("minilm-int8-dynamic", ours(fp32_o2, "int8-dynamic"), fresh),
         "int8-dynamic ONNX (O2, per-tensor)": build("minilm-int8-dynamic-pt", ours(fp32_o2, "int8-dynamic", per_channel=False), fresh),
-        "int8-static ONNX (O2, QDQ minmax)": build("minilm-int8-static", ours(fp32_o2, "int8-static", calib_data=calib,
-                                                                          calib_samples=CALIB_ROWS), fresh),
+        "int8-static ONNX (O2, QDQ entropy)": build("minilm-int8-static-entropy", ours(
+            fp32_o2, "int8-static", calib_data=calib, calib_samples=CALIB_ROWS, calib_method="entropy"), fresh),
+        "int8-static ONNX (O2, QDQ minmax)": build("minilm-int8-static-minmax", ours(
+            fp32_o2, "int8-static", calib_data=calib, calib_samples=CALIB_ROWS, calib_method="minmax"), fresh),
         "int8-dynamic torch": build("minilm-torch-int8-dynamic", ours(BERT_TEACHER, "int8-dynamic"), fresh),
         f"peer optimum --{arch} on O2": build("minilm-peer-O2", peer(fp32_o2, arch), fresh),
     }
@@ -218,7 +220,7 @@ def sst2_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {r["variant"]: r for r in rows}
     fp32 = by["FP32 ONNX (O2)"]
     checks = []
-    for name in ("int8-dynamic ONNX (O2, per-channel)", "int8-static ONNX (O2, QDQ minmax)"):
+    for name in ("int8-dynamic ONNX (O2, per-channel)", "int8-static ONNX (O2, QDQ entropy)"):
         row = by.get(name, {})
         if "accuracy" not in row:
             continue

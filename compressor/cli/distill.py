@@ -20,10 +20,11 @@ from compressor.cli.common import (
 def _layer_map(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
-    if isinstance(value, (list, tuple)):  # from a --config YAML list
+    if isinstance(value, (list, tuple)):
         value = ",".join(map(str, value))
     try:
-        return tuple(int(part) for part in value.split(",") if part.strip())
+        # "[0, 2, 4]" is how click hands over a YAML list from --config.
+        return tuple(int(part) for part in value.strip("[]() ").split(",") if part.strip())
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected comma-separated teacher layer indices such as 0,2,4") from None
 

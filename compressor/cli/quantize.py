@@ -47,7 +47,7 @@ def _summary(output: str, report: dict) -> list[str]:
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="SmoothQuant migration strength (0..1).")
 @click.option("--calib-data", default=None, help="Calibration data file (int8-static, smoothquant, gptq, awq).")
 @click.option("--calib-samples", type=int, default=128, show_default=True, help="Rows (or LM blocks) to calibrate on.")
-@click.option("--calib-method", default="minmax", show_default=True, help="int8-static: minmax, entropy or percentile.")
+@click.option("--calib-method", default="entropy", show_default=True, help="int8-static: entropy, minmax or percentile.")
 @click.option("--eval-data", default=None, help="Labelled data (or text for LMs) to measure quality before and after.")
 @click.option("--eval-samples", type=int, default=None, help="Rows (or LM blocks) to evaluate (default: all).")
 @click.option("--max-accuracy-drop", type=float, default=None, help="Classifiers: allowed accuracy drop in points.")

@@ -40,16 +40,28 @@ def hidden_width(config: dict[str, Any]) -> int:
 
 
 def even_spread(n: int, m: int) -> list[int]:
-    """``n`` of ``m`` layers, evenly spaced from the first to the last (3 of 6: 0, 3, 5; 2 of 6: 0, 5).
+    """``n`` of ``m`` layers, evenly spaced and ending at the last one (3 of 6: 1, 3, 5; 2 of 6: 2, 5).
 
-    The first block turns embeddings into the features every later block reads (a GPT-2 student
-    without the teacher's block 0 starts at 60x the teacher's perplexity, with it at 1.4x), and the
-    last block feeds the head the teacher was trained with. Used both to pick the layers a student
-    is initialised from and to match a student's layers to the teacher's.
+    Matches each student layer to the teacher layer at the same relative depth, top to top.
     """
+    return [(i + 1) * m // n - 1 for i in range(n)]
+
+
+def spread_with_ends(n: int, m: int) -> list[int]:
+    """``n`` of ``m`` layers, evenly spaced from the first to the last (3 of 6: 0, 3, 5; 2 of 6: 0, 5)."""
     if n == 1:
         return [m - 1]
     return [int(i * (m - 1) / (n - 1) + 0.5) for i in range(n)]
+
+
+def default_init_layers(family_name: str, n: int, m: int) -> list[int]:
+    """Which teacher layers a ``--student-layers N`` student is copied from, per family (measured on
+    the real teachers). A GPT-2 student needs the teacher's block 0, which turns token embeddings into
+    the features every later block reads: 3 of 6 blocks as 1,3,5 start at 83x the teacher's held-out
+    perplexity, as 0,3,5 at 1.36x. A fine-tuned BERT classifier does better from every other layer up
+    to the top: SST-2 dev accuracy after the same 1,500 steps, 1,3,5: 88.99%, 0,2,4: 88.76%, 0,3,5: 86.93%.
+    """
+    return spread_with_ends(n, m) if family_name == "gpt2" else even_spread(n, m)
 
 
 def family_layers(family_name: str) -> Any:
@@ -152,7 +164,7 @@ def plan_student(config: DistillConfig, teacher: Artifact) -> StudentPlan:
         raise BadInputError(
             f"--student-layers {n}: must be fewer than the teacher's {t_layers} layers (1..{t_layers - 1})"
         )
-    layer_map = config.layer_map or tuple(even_spread(n, t_layers))
+    layer_map = config.layer_map or tuple(default_init_layers(teacher.family.name, n, t_layers))
     _check_map(layer_map, t_layers, n)
     return StudentPlan(FROM_TEACHER, n, layer_map, hidden_width(teacher.config), teacher.config)
 

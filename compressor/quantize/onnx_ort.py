@@ -60,6 +60,21 @@ def quantized_op_types(onnx_file: Path) -> set[str]:
     return found
 
 
+def _remove_with_external_data(onnx_file: Path) -> None:
+    """Delete an ONNX file and the external-data files it references (uuid-named, beside it)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_file), load_external_data=False)
+        locations = {entry.value for init in model.graph.initializer for entry in init.external_data
+                     if entry.key == "location"}
+    except Exception:  # noqa: BLE001 - a half-written file: remove what we can
+        locations = set()
+    for location in locations:
+        (onnx_file.parent / location).unlink(missing_ok=True)
+    onnx_file.unlink(missing_ok=True)
+
+
 class OnnxEngine:
     """Builds quantized variants of one ONNX graph. ``build(float_units)`` returns a path."""
 
@@ -97,9 +112,8 @@ class OnnxEngine:
             self.preprocess = {"shape_inference": "symbolic (onnxruntime quant_pre_process)"}
             return out
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises a bare Exception("Incomplete symbolic shape inference")
-            if not existed:
-                for path in (stray, Path(str(stray) + ".data")):
-                    path.unlink(missing_ok=True)
+            if not existed and stray.exists():
+                _remove_with_external_data(stray)
             self.preprocess = {"shape_inference": f"incomplete ({str(exc).splitlines()[0]}); float assumed"}
             return onnx_file
 
@@ -223,7 +237,13 @@ class OnnxEngine:
         )
 
     def _static(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None) -> None:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
 
         source, extra = self.input_file, {**self._extra(), "ActivationSymmetric": False, "WeightSymmetric": True}
         attention = [u.name for u in self._units if u.op_type == "Attention" and u.name not in exclude]

@@ -15,6 +15,8 @@ with a clear "no model.safetensors" error, and ``compressor.loading.load_model``
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,19 @@ def _dynamic_linear_class() -> type:
     return Linear
 
 
+def prepare_inc_import() -> None:
+    """Point neural-compressor's workspace at the temp directory before its torch package is first
+    imported: at import it creates ``./nc_workspace/<timestamp>/`` in the current directory, which
+    would litter wherever the user runs ``compress``."""
+    if "neural_compressor.torch" in sys.modules:
+        return
+    from neural_compressor.common import set_workspace
+
+    set_workspace(str(Path(tempfile.gettempdir()) / "compress-neural-compressor"))
+
+
 def _inc_classes() -> tuple[type, type]:
+    prepare_inc_import()
     from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear, MulLinear
 
     return INCWeightOnlyLinear, MulLinear
@@ -71,6 +85,8 @@ def _module_kind(module: nn.Module) -> str | None:
         return DYNAMIC
     if isinstance(module, SmoothQuantLinear):
         return SMOOTH
+    if "neural_compressor.torch" not in sys.modules:  # then no module can be one of its layers
+        return None
     try:
         woq, mul = _inc_classes()
     except ImportError:

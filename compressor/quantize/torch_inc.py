@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from compressor.quantize.torch_engine import TorchEngine
+from compressor.quantize.torch_format import prepare_inc_import
 
 
 def _inc_config(algorithm: str, bits: int, group_size: int, symmetric: bool) -> Any:
+    prepare_inc_import()
     from neural_compressor.torch.quantization import AWQConfig, GPTQConfig, RTNConfig
 
     common = {"bits": bits, "group_size": group_size, "use_sym": symmetric}
@@ -47,6 +49,7 @@ class WeightOnlyEngine(TorchEngine):
         }
 
     def calibrate(self, batches: list[dict[str, Any]]) -> dict[str, Any]:
+        prepare_inc_import()
         from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear, MulLinear
         from neural_compressor.torch.quantization import convert, prepare
 

@@ -135,3 +135,13 @@ def test_a_pruned_checkpoint_and_a_narrow_config_train_with_hidden_and_attention
                      "--max-steps", "3", "--batch-size", "16")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "b" / "config.json").read_text())["hidden_size"] == 16
+
+
+def test_options_from_a_config_file(run_cli, tiny_bert_dir, sst_file, tmp_path):
+    (tmp_path / "distill.yaml").write_text("layer-map: [0, 3]\nmax-steps: 2\nbatch-size: 16\nalpha-ce: 1.0\n")
+    result = run_cli("distill", tiny_bert_dir, "-o", tmp_path / "out", "--data", sst_file,
+                     "--config", tmp_path / "distill.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["layer_map"] == [0, 3] and report["training"]["steps"] == 2
+    assert report["losses"]["ce"]["weight"] == 1.0

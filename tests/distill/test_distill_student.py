@@ -13,7 +13,15 @@ from compressor.artifact import open_artifact
 from compressor.data import DataSpec
 from compressor.distill import DistillConfig
 from compressor.distill.batches import BucketBatchSampler
-from compressor.distill.student import FROM_CHECKPOINT, FROM_CONFIG, build_student, even_spread, plan_student
+from compressor.distill.student import (
+    FROM_CHECKPOINT,
+    FROM_CONFIG,
+    build_student,
+    default_init_layers,
+    even_spread,
+    plan_student,
+    spread_with_ends,
+)
 from compressor.distill.teacher_cache import TeacherCache
 from compressor.errors import BadInputError
 from compressor.families import bert, gpt2
@@ -38,12 +46,16 @@ def config(path: Path, **fields) -> DistillConfig:
     return DistillConfig(data=DataSpec(str(path)), **fields)
 
 
-def test_even_spread_keeps_the_first_and_last_layers():
-    assert even_spread(3, 6) == [0, 3, 5]
-    assert even_spread(2, 6) == [0, 5]
-    assert even_spread(4, 12) == [0, 4, 7, 11]
+def test_layer_spreads_and_the_per_family_default():
+    assert even_spread(3, 6) == [1, 3, 5]
+    assert even_spread(2, 6) == [2, 5]
     assert even_spread(1, 4) == [3]
     assert even_spread(4, 4) == [0, 1, 2, 3]
+    assert spread_with_ends(3, 6) == [0, 3, 5]
+    assert spread_with_ends(4, 12) == [0, 4, 7, 11]
+    assert spread_with_ends(1, 4) == [3]
+    assert default_init_layers("bert", 3, 6) == [1, 3, 5]
+    assert default_init_layers("gpt2", 3, 6) == [0, 3, 5]
 
 
 def test_student_from_teacher_layers_copies_chosen_blocks_embeddings_and_head(tiny_bert_dir, sst_file):
@@ -93,7 +105,7 @@ def test_pruned_checkpoint_works_as_student(tiny_bert_dir, sst_file, tmp_path):
     narrow = pruned_student(tmp_path / "narrow")
     teacher = open_artifact(tiny_bert_dir)
     plan = plan_student(config(sst_file, student=str(tmp_path / "narrow")), teacher)
-    assert plan.source == FROM_CHECKPOINT and plan.layer_map == (0, 3)
+    assert plan.source == FROM_CHECKPOINT and plan.layer_map == (1, 3)
     student = build_student(plan, load_model(teacher), teacher)
     assert bert.layers(student)[0].attention.self.num_attention_heads == 2
     assert bert.layers(student)[1].intermediate.dense.out_features == 48

@@ -65,7 +65,7 @@ def test_int8_dynamic_fused_bert(run_cli, bert_onnx, sst_file, tmp_path):
 @pytest.mark.parametrize("calib_method", ["minmax", "entropy", "percentile"])
 def test_int8_static_qdq_with_calibration(run_cli, bert_onnx, tmp_path, calib_method):
     # Rows of different lengths: histogram calibrators (entropy, percentile) need them padded alike.
-    words = "the film was really good and the cast was very clever but the plot was dull".split()
+    words = ["the", "film", "was", "really", "good", "and", "the", "cast", "was", "very", "clever", "but", "the", "plot", "was", "dull"]
     calib = write_table(tmp_path / "calib.tsv", ["sentence"], [[" ".join(words[: 3 + i % 12])] for i in range(16)])
     out = tmp_path / "static"
     result = run_cli("quantize", bert_onnx, "-o", out, "--method", "int8-static", "--calib-data", calib,
