@@ -121,11 +121,12 @@ def bench_bert(args: argparse.Namespace) -> dict:
                 model(**x)
         return run
 
-    from compressor.prune import calibration
+    from compressor.evaluation import evaluate, task_batches
+    from compressor.inference import TorchRunner
 
-    test = calibration.load_batches("test", "text-classification", tokenizer, DataSpec(str(SST_TEST)),
-                                    label2id=label2id, samples=None, max_length=128)
-    test_accuracy = {k: calibration.evaluate(m, "text-classification", test)["accuracy"] for k, m in models.items()}
+    test = task_batches("test", "text-classification", tokenizer, DataSpec(str(SST_TEST)), label2id=label2id,
+                        samples=None, max_length=128, batch_size=16, require_labels=True)
+    test_accuracy = {k: evaluate(TorchRunner(m), "text-classification", test)["accuracy"] for k, m in models.items()}
     times = interleaved({k: call(m) for k, m in models.items()}, encoded, rounds=args.rounds)
     row = {
         "part": "bert",

@@ -1,8 +1,8 @@
-"""Calibration and evaluation data for pruning: batches, the loss importance is measured on, metrics.
+"""The losses pruning importance is measured with, and the built-in batches for data-free scoring.
 
-Classifiers need labelled rows in the model's label set (the gradient of the task loss is what
-importance measures); a file without labels or with another task's labels is refused. Causal LMs
-take any text, cut into blocks of ``max_length`` tokens.
+Batches come from ``compressor.evaluation.task_batches``: classifiers need labelled rows in the
+model's label set (the gradient of the task loss is what importance measures); causal LMs take any
+text, cut into blocks of ``max_length`` tokens.
 """
 
 from __future__ import annotations
@@ -11,44 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from compressor import metrics
-from compressor.data import DataSpec, load_classification, load_texts
-from compressor.data.batching import classification_batches, lm_blocks
-from compressor.errors import BadInputError
 from compressor.families.base import CAUSAL_LM
 
 Batch = dict[str, np.ndarray]
-
-
-def load_batches(
-    flag: str,
-    task: str,
-    tokenizer: Any,
-    spec: DataSpec,
-    *,
-    label2id: dict[str, int] | None,
-    samples: int | None,
-    max_length: int,
-    batch_size: int = 16,
-) -> list[Batch]:
-    """Batches of model inputs (classification batches carry ``labels``); errors name ``flag``."""
-    try:
-        if task == CAUSAL_LM:
-            blocks = lm_blocks(tokenizer, load_texts(spec), block_size=max_length, max_blocks=samples)
-            return [{"input_ids": blocks[i : i + batch_size]} for i in range(0, len(blocks), batch_size)]
-        data = load_classification(spec, label2id=label2id, require_labels=True)
-    except BadInputError as exc:
-        raise BadInputError(f"{flag}: {exc.message}") from exc
-    if samples:
-        data.texts, data.labels = data.texts[:samples], data.labels[:samples]  # type: ignore[index]
-        data.pairs = data.pairs[:samples] if data.pairs else None
-    batches = list(classification_batches(tokenizer, data, batch_size=batch_size, max_length=max_length))
-    start = 0
-    for batch in batches:
-        n = len(batch["input_ids"])
-        batch["labels"] = np.array(data.labels[start : start + n], dtype=np.int64)  # type: ignore[index]
-        start += n
-    return batches
 
 
 def builtin_batches(task: str, tokenizer: Any, max_length: int) -> list[Batch]:
@@ -97,16 +62,3 @@ def self_kl_loss(task: str, model: Any, batches: list[Batch], device: str = "cpu
                         reduction="batchmean")
 
     return loss
-
-
-def evaluate(model: Any, task: str, batches: list[Batch], device: str = "cpu") -> dict[str, float]:
-    """Accuracy of a classifier, or perplexity of a causal LM, on prepared batches."""
-    from compressor.inference import TorchRunner
-
-    runner = TorchRunner(model, device=device)
-    if task == CAUSAL_LM:
-        nll = [metrics.next_token_nll(runner.logits(b), b["input_ids"]) for b in batches]
-        return {"perplexity": metrics.perplexity(np.concatenate(nll))}
-    predictions = [runner.logits({k: v for k, v in b.items() if k != "labels"}).argmax(-1) for b in batches]
-    labels = np.concatenate([b["labels"] for b in batches])
-    return {"accuracy": metrics.accuracy(np.concatenate(predictions), labels)}

@@ -26,7 +26,9 @@ from compressor.artifact import (
 )
 from compressor.devices import require_device
 from compressor.errors import BadInputError
+from compressor.evaluation import evaluate, task_batches
 from compressor.families.base import CAUSAL_LM
+from compressor.inference import TorchRunner
 from compressor.loading import load_model, load_tokenizer
 from compressor.prune import calibration, importance, sparsity, structural
 from compressor.prune.config import FFN, HEADS, LAYERS, MAGNITUDE_LAYER, SEMI_2_4, STRUCTURAL, PruneConfig
@@ -172,12 +174,12 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     label2id = source.config.get("label2id") if task != CAUSAL_LM else None
     positions = source.config.get("n_positions") or source.config.get("max_position_embeddings")
     max_length = min(config.max_length, positions or config.max_length)
-    load = dict(label2id=label2id, max_length=max_length)
-    calib = calibration.load_batches("--data", task, tokenizer, config.data, samples=config.calibration_samples,
-                                     **load) if config.data else None
+    load = dict(label2id=label2id, max_length=max_length, batch_size=16, require_labels=True)
+    calib = task_batches("--data", task, tokenizer, config.data, samples=config.calibration_samples,
+                         **load) if config.data else None
     if config.eval_data:
-        eval_batches = calibration.load_batches("--eval-data", task, tokenizer, config.eval_data,
-                                                samples=config.eval_samples, **load)
+        eval_batches = task_batches("--eval-data", task, tokenizer, config.eval_data,
+                                    samples=config.eval_samples, **load)
     else:
         eval_batches = calib
     teacher = None
@@ -195,7 +197,8 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
 
     def measure(label: str, current: Any) -> None:
         if eval_batches:
-            metrics[f"{metric_name}_{label}"] = calibration.evaluate(current, task, eval_batches, device)[metric_name]
+            runner = TorchRunner(current, device=device)
+            metrics[f"{metric_name}_{label}"] = evaluate(runner, task, eval_batches, desc=f"evaluating ({label})")[metric_name]
 
     params_before = structural.num_params(model)
     shape_before = _shape_report(adapter, model)
