@@ -28,28 +28,14 @@ WORK = ROOT / "benchmarks" / "work" / "prune"
 RESULTS = ROOT / "benchmarks" / "results" / "prune.json"
 sys.path.insert(0, str(ROOT))
 
+from compressor.bench.timing import side_by_side  # noqa: E402  (after the path insert)
+
 SST_TEACHER = ASSETS / "teachers" / "minilm-l6-sst2"
 GPT2_TEACHER = ASSETS / "teachers" / "gpt2-imdb"
 SST_TRAIN, SST_DEV = ASSETS / "glue/SST-2/train.tsv", ASSETS / "glue/SST-2/dev.tsv"
 SST_TEST = ASSETS / "glue/SST-2/test-labeled.tsv"  # 1,821 more labelled rows: a second, larger sample
 IMDB_TRAIN, IMDB_HELDOUT = ASSETS / "imdb/train.jsonl", ASSETS / "imdb/heldout-1000.txt"
 THREADS = 2
-
-
-def interleaved(fns: dict[str, callable], inputs: list, warmup: int = 10, rounds: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each fn on each input, the fns alternating (order flipped every input)."""
-    names = list(fns)
-    for x in inputs[:warmup]:
-        for name in names:
-            fns[name](x)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        for i, x in enumerate(inputs):
-            for name in names if i % 2 == 0 else names[::-1]:
-                t0 = time.perf_counter()
-                fns[name](x)
-                times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def p50_ms(values: list[float]) -> float:
@@ -127,7 +113,7 @@ def bench_bert(args: argparse.Namespace) -> dict:
     test = task_batches("test", "text-classification", tokenizer, DataSpec(str(SST_TEST)), label2id=label2id,
                         samples=None, max_length=128, batch_size=16, require_labels=True)
     test_accuracy = {k: evaluate(TorchRunner(m), "text-classification", test)["accuracy"] for k, m in models.items()}
-    times = interleaved({k: call(m) for k, m in models.items()}, encoded, rounds=args.rounds)
+    times = side_by_side({k: call(m) for k, m in models.items()}, encoded, rounds=args.rounds)
     row = {
         "part": "bert",
         "methods": report["methods"],
@@ -169,7 +155,7 @@ def onnx_latency(name: str, pruned: Path, teacher: Path, batches: list, args: ar
         dst = WORK / f"{name}-{label}-onnx"
         export_onnx(src, dst, ExportConfig(optimize="O2"), force=True)
         runners[label] = OnnxRunner(dst / "model.onnx", threads=THREADS)
-    times = interleaved({k: (lambda r: lambda x: r.logits(x))(r) for k, r in runners.items()}, batches,
+    times = side_by_side({k: (lambda r: lambda x: r.logits(x))(r) for k, r in runners.items()}, batches,
                         rounds=args.rounds)
     teacher_ms, pruned_ms = p50_ms(times["teacher"]), p50_ms(times["pruned"])
     return {"onnx_teacher_p50_ms": round(teacher_ms, 3), "onnx_pruned_p50_ms": round(pruned_ms, 3),
@@ -220,7 +206,7 @@ def bench_gpt2(args: argparse.Namespace) -> dict:
         return run
 
     inputs = [torch.from_numpy(blocks[i : i + 1]) for i in range(args.score_blocks)]
-    score_times = interleaved({k: score(m) for k, m in models.items()}, inputs, rounds=args.rounds)
+    score_times = side_by_side({k: score(m) for k, m in models.items()}, inputs, rounds=args.rounds)
     # Generation throughput: greedy decoding of 64 new tokens after a 32-token prompt, with the KV cache.
     new_tokens = 64
 
@@ -232,7 +218,7 @@ def bench_gpt2(args: argparse.Namespace) -> dict:
         return run
 
     prompts = [torch.from_numpy(blocks[i : i + 1, :32]) for i in range(args.gen_prompts)]
-    gen_times = interleaved({k: generate(m) for k, m in models.items()}, prompts, warmup=2)
+    gen_times = side_by_side({k: generate(m) for k, m in models.items()}, prompts, warmup=2)
     row = {
         "part": "gpt2",
         "methods": report["methods"],

@@ -5,9 +5,9 @@ SST-2 teacher (MiniLM-L6), batch 1, 2 threads, real SST-2 dev sentences:
   `optimum-cli onnxruntime quantize --<arch>` run on the same FP32 ONNX. The peer cannot quantize the
   O2-fused graph (its shape inference does not know onnxruntime's contrib ops); when it fails there,
   it is also run on an O1 export (standard ops only), and this tool is run on that same O1 graph, so
-  one comparison is always apples to apples. Latency: p50 over the same sentences, all variants
-  interleaved sentence by sentence so load from other processes hits every row alike. Accuracy on
-  the full dev set (872). Size: model files on disk.
+  one comparison is always apples to apples. Latency: p50 over the same sentences, each variant
+  timed over all of them as one block, the order reversed every round (compressor.bench.timing.
+  side_by_side says why not call by call). Accuracy on the full dev set (872). Size: model files on disk.
   Targets: int8 ONNX within 1.0 pt of FP32 ONNX, p50 >= 1.5x faster than FP32 ONNX, and no slower
   than the peer at equal or better accuracy.
 
@@ -151,6 +151,7 @@ def sst2_rows(fresh: bool) -> list[dict[str, Any]]:
     import torch
 
     from compressor.data import DataSpec
+    from compressor.bench.timing import side_by_side
     from compressor.evaluation import evaluate, task_batches
     from compressor.loading import load_tokenizer
 
@@ -198,17 +199,9 @@ def sst2_rows(fresh: bool) -> list[dict[str, Any]]:
                    size_mb=size_of(path) / 1e6, accuracy=evaluate(runner, "text-classification", dev)["accuracy"])
         rows.append(row)
 
-    log(f"latency: {len(runners)} variants x {LATENCY_SENTENCES} sentences x {ROUNDS} rounds, interleaved")
-    for runner in runners.values():
-        for batch in singles[:WARMUP]:
-            runner.logits(batch)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(ROUNDS):
-        for batch in singles:
-            for name, runner in runners.items():
-                t0 = time.perf_counter()
-                runner.logits(batch)
-                times[name].append(time.perf_counter() - t0)
+    log(f"latency: {len(runners)} variants x {LATENCY_SENTENCES} sentences x {ROUNDS} rounds, one block each")
+    times = side_by_side({name: runner.logits for name, runner in runners.items()}, singles, warmup=WARMUP,
+                         rounds=ROUNDS)
     for row in rows:
         if row["variant"] in times:
             row["p50_ms"] = statistics.median(times[row["variant"]]) * 1000

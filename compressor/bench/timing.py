@@ -70,3 +70,25 @@ def throughput(items_per_call: list[int] | np.ndarray, samples_s: list[float] | 
     """Items (samples or tokens) per second over all measured calls: total items / total time."""
     total = float(np.sum(samples_s))
     return float(np.sum(items_per_call)) / total if total > 0 else float("nan")
+
+
+def side_by_side(
+    fns: dict[str, Callable[[Any], Any]], inputs: list[Any], *, warmup: int = 10, rounds: int = 2
+) -> dict[str, list[float]]:
+    """Seconds per call of each fn on each input, for comparing models in one process.
+
+    Each round runs every fn over all inputs as one block (after ``warmup`` untimed calls), the order
+    of the fns reversed every round so slow drift of the machine hits all of them alike. Blocks, not
+    alternating calls: onnxruntime's and OpenMP's worker threads spin for a while after each run, so
+    calling model B right after model A times B against A's spinning threads (on a 2-core machine an
+    interleaved FP32 PyTorch call read 75 ms against 7 ms alone).
+    """
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            fn = fns[name]
+            for x in inputs[:warmup]:
+                fn(x)
+            times[name] += [timed(fn, x) for x in inputs]
+    return times

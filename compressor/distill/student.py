@@ -8,7 +8,6 @@ map: which teacher layer each student layer is matched to by the hidden-state an
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -102,13 +101,7 @@ def _read_student_config(path: str) -> tuple[dict[str, Any], Path]:
         file = file / "config.json"
     if not file.is_file():
         raise BadInputError(f"--student-config {path}: no such file")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"--student-config {file}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise BadInputError(f"--student-config {file}: expected a JSON object")
-    return data, file
+    return families.read_json_object(file, "--student-config"), file
 
 
 def _check_compatible(what: str, student: dict[str, Any], teacher: Artifact, source: Path | str) -> None:

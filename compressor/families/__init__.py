@@ -38,13 +38,19 @@ def read_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
     if not path.is_file():
         raise BadInputError(f"{directory}: no config.json; not a Hugging Face checkpoint or compress artifact")
+    return read_json_object(path)
+
+
+def read_json_object(path: Path, label: str = "") -> dict[str, Any]:
+    """A JSON file that must hold an object; errors name ``label`` (an option) and the file."""
+    where = f"{label} {path}" if label else str(path)
     try:
-        config = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(config, dict):
-        raise BadInputError(f"{path}: expected a JSON object, found {type(config).__name__}")
-    return config
+        raise BadInputError(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise BadInputError(f"{where}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def family_by_name(name: str) -> Family:

@@ -47,6 +47,17 @@ def test_run_loop_min_seconds_extends_runs():
     assert len(samples) > 1  # kept going for 50 ms of wall time
 
 
+def test_side_by_side_times_each_fn_in_blocks_alternating_order():
+    calls: list[tuple[str, int]] = []
+    fns = {name: (lambda n: lambda x: calls.append((n, x)))(name) for name in ("a", "b")}
+    times = timing.side_by_side(fns, [0, 1, 2], warmup=1, rounds=2)
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
+    assert all(t >= 0 for v in times.values() for t in v)
+    # Round 1: a's warm-up then its block, then b's; round 2 reversed. Never a, b, a, b call by call.
+    assert [n for n, _ in calls] == ["a"] * 4 + ["b"] * 4 + ["b"] * 4 + ["a"] * 4
+    assert [x for _, x in calls[:4]] == [0, 0, 1, 2]
+
+
 def test_throughput_is_items_over_total_time():
     assert timing.throughput([8, 8], [0.5, 0.5]) == pytest.approx(16.0)
 
