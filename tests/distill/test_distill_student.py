@@ -19,6 +19,7 @@ from compressor.distill.student import (
     build_student,
     default_init_layers,
     even_spread,
+    every_kth,
     plan_student,
     spread_with_ends,
 )
@@ -54,7 +55,10 @@ def test_layer_spreads_and_the_per_family_default():
     assert spread_with_ends(3, 6) == [0, 3, 5]
     assert spread_with_ends(4, 12) == [0, 4, 7, 11]
     assert spread_with_ends(1, 4) == [3]
-    assert default_init_layers("bert", 3, 6) == [1, 3, 5]
+    assert every_kth(3, 6) == [0, 2, 4]
+    assert every_kth(2, 6) == [0, 3]
+    assert every_kth(6, 12) == [0, 2, 4, 6, 8, 10]
+    assert default_init_layers("bert", 3, 6) == [0, 2, 4]
     assert default_init_layers("gpt2", 3, 6) == [0, 3, 5]
 
 
