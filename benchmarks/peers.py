@@ -129,19 +129,22 @@ def bert_part(runs_dir: Path) -> dict:
                           "speedup_vs_teacher": teacher["latency"][batch]["p50_ms"] / r["p50_ms"],
                           "speedup_vs_optimum_int8": peer["latency"][batch]["p50_ms"] / r["p50_ms"],
                           "smaller_than_teacher": teacher["size_mb"] / r["size_mb"]})
-    candidates = [t for t in table if t["model"].startswith("recipe-") and t["batch"] == 1 and t["accuracy_drop_pt"] <= 1.0]
-    best = min(candidates, key=lambda t: t["p50_ms"]) if candidates else None
+    recipe_rows = [t for t in table if t["model"].startswith("recipe-") and t["batch"] == 1]
+    candidates = [t for t in recipe_rows if t["accuracy_drop_pt"] <= 1.0]
+    # None within the accuracy bound: judge the most accurate recipe artifact, and say so.
+    best = (min(candidates, key=lambda t: t["p50_ms"]) if candidates
+            else min(recipe_rows, key=lambda t: t["accuracy_drop_pt"]) if recipe_rows else None)
     verdict = None
     if best:
         verdict = {
-            "best": best["model"],
+            "best": best["model"], "within_accuracy_bound": bool(candidates), "target_accuracy_drop_pt": 1.0,
             "accuracy_drop_pt": best["accuracy_drop_pt"],
             "speedup_vs_teacher": best["speedup_vs_teacher"], "target_speedup_vs_teacher": 12.0,
             "speedup_vs_optimum_int8": best["speedup_vs_optimum_int8"], "target_speedup_vs_optimum_int8": 2.0,
             "smaller_than_teacher": best["smaller_than_teacher"], "target_smaller": 4.0,
         }
-        verdict["met"] = (verdict["speedup_vs_teacher"] >= 12 and verdict["speedup_vs_optimum_int8"] >= 2
-                          and verdict["smaller_than_teacher"] >= 4)
+        verdict["met"] = (bool(candidates) and verdict["speedup_vs_teacher"] >= 12
+                          and verdict["speedup_vs_optimum_int8"] >= 2 and verdict["smaller_than_teacher"] >= 4)
     return {"rows": table, "verdict": verdict, "bench_report": str(WORK / "bench-bert" / "report.json")}
 
 
