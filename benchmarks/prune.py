@@ -86,8 +86,9 @@ def bench_bert(args: argparse.Namespace) -> dict:
     from compressor.prune import parse_methods
 
     report, wall, out = prune_run(
-        "minilm-sst2-" + args.bert_method.replace("=", "").replace(",", "-"), SST_TEACHER, args.reuse,
+        "minilm-sst2-" + args.bert_method.replace("=", "").replace(",", "-") + args.tag, SST_TEACHER, args.reuse,
         methods=parse_methods(args.bert_method), data=DataSpec(str(SST_TRAIN)), calibration_samples=args.calib,
+        ffn_multiple_of=args.ffn_multiple_of,
         eval_data=DataSpec(str(SST_DEV)), max_length=64, recover_from=str(SST_TEACHER),
         recover_data=DataSpec(str(SST_TRAIN)), recover_steps=args.bert_steps, recover_lr=args.bert_lr,
         recover_batch_size=32, recover_options={"alpha_ce": args.bert_ce, "temperature": args.bert_t, "alpha_hidden": args.bert_hidden},
@@ -186,6 +187,7 @@ def bench_gpt2(args: argparse.Namespace) -> dict:
     report, wall, out = prune_run(
         "gpt2-imdb-" + args.gpt2_method.replace("=", "").replace(",", "-"), GPT2_TEACHER, args.reuse,
         methods=parse_methods(args.gpt2_method), data=DataSpec(str(IMDB_TRAIN)), calibration_samples=args.calib // 4,
+        ffn_multiple_of=args.ffn_multiple_of,
         eval_data=DataSpec(str(IMDB_HELDOUT)), eval_samples=args.gpt2_eval_blocks, max_length=128,
         recover_from=str(GPT2_TEACHER), recover_data=DataSpec(str(IMDB_TRAIN)), recover_steps=args.gpt2_steps,
         recover_lr=args.gpt2_lr, recover_batch_size=16,
@@ -287,6 +289,7 @@ def main() -> None:
     parser.add_argument("--bert-ce", type=float, default=0.0)
     parser.add_argument("--bert-t", type=float, default=2.0)
     parser.add_argument("--bert-hidden", type=float, default=0.0, help="Weight of hidden-state distillation.")
+    parser.add_argument("--ffn-multiple-of", type=int, default=8, help="FFN width kept rounds down to this.")
     parser.add_argument("--gpt2-method", default="ffn=0.3")
     parser.add_argument("--gpt2-steps", type=int, default=300)
     parser.add_argument("--gpt2-lr", type=float, default=3e-4)
