@@ -110,10 +110,19 @@ def _hashes(paths: dict[str, Path]) -> dict[str, str]:
     return {name: hash_directory(path) if path.is_dir() else "missing" for name, path in paths.items()}
 
 
+def _canonical(args: list[str], cwd: str | None) -> list[str]:
+    """Arguments with every path-like one made absolute against the directory the stage ran from,
+    so a run started with ``--out runs/x`` resumes with ``--out /abs/runs/x`` and the reverse."""
+    base = Path(cwd) if cwd else Path.cwd()
+    return [str((base / arg).resolve()) if os.sep in arg and not arg.startswith("-") else arg for arg in args]
+
+
 def _is_complete(entry: dict[str, Any] | None, step: PlannedStage, input_hashes: dict[str, str]) -> bool:
     if not entry or entry.get("status") != "complete" or step.stage.run == "bench":
         return False
-    if entry.get("args") != step.args or entry.get("input_hashes") != input_hashes:
+    if _canonical(entry.get("args", []), entry.get("cwd")) != _canonical(step.args, None):
+        return False
+    if entry.get("input_hashes") != input_hashes:
         return False
     return step.output.is_dir() and hash_directory(step.output) == entry.get("output_hash")
 
@@ -173,6 +182,7 @@ def run_recipe(
             "status": "complete",
             "run": step.stage.run,
             "args": step.args,
+            "cwd": os.getcwd(),
             "input_hashes": input_hashes,
             "output": str(step.output),
             "output_hash": hash_directory(step.output) if step.output.is_dir() else None,

@@ -69,6 +69,13 @@ def test_run_then_resume_skips_unchanged_and_reruns_changed(run_cli, recipe, tmp
     assert manifest["stages"][-1]["config"]["optimize"] == "O0"
 
 
+def test_resume_with_the_run_directory_spelled_absolute(run_cli, recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("run", recipe, "--out", "run").exit_code == 0
+    resumed = json.loads(run_cli("run", recipe, "--out", tmp_path / "run", "--resume", "--json").stdout)
+    assert [s["skipped"] for s in resumed["stages"]] == [True, True]
+
+
 def test_tampered_output_is_rerun(run_cli, recipe, tmp_path):
     out = tmp_path / "run"
     assert run_cli("run", recipe, "--out", out).exit_code == 0
