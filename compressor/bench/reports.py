@@ -229,8 +229,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
         on_front = i in front
         ax.scatter([x], [y], s=60, zorder=2, marker="*" if role == "baseline" else "o",
                    color="tab:red" if on_front else "tab:blue", edgecolors="black" if on_front else "none")
+        # Alternate labels above and below: artifacts of equal quality sit side by side.
         ax.annotate(name + (" (baseline)" if role == "baseline" else ""), (x, y), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+                    xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)
+    xs = [x for x, _ in points]
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 5:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")  # compressed artifacts are often 10x faster: keep them apart
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(f"p50 latency at batch {ref} (ms, {report['environment']['device']})")
     ax.set_ylabel(label + (" (higher is better)" if higher else " (lower is better)"))
     ax.set_title("compress bench: quality vs latency (red: Pareto front)")
