@@ -103,6 +103,12 @@ def bench(paths: dict[str, Path], baseline: Path, data: Path, report_dir: Path, 
     return json.loads((report_dir / "report.json").read_text())
 
 
+def named_entries(report: dict) -> dict[str, dict]:
+    """Report entries keyed by this benchmark's row names (the link names passed to bench; bench
+    itself names an artifact after the directory the link points to)."""
+    return {Path(e["path"]).name: e for e in report["artifacts"]}
+
+
 def row(entry: dict, batch: str) -> dict:
     latency = (entry.get("latency") or {}).get(batch) or {}
     quality = entry.get("quality") or {}
@@ -122,9 +128,9 @@ def bert_part(runs_dir: Path) -> dict:
             "torch-int8-dynamic": torch_int8()}
     rows.update({f"recipe-{name}": path for name, path in recipe_artifacts(run_dir).items()})
     report = bench(rows, BERT_TEACHER, SST2_DEV, WORK / "bench-bert", ["--batch-sizes", "1,8", "--max-samples", "872"])
-    entries = {e["name"]: e for e in [report["baseline"], *report["artifacts"]]}
+    entries = named_entries(report)
     held_out = bench(rows, BERT_TEACHER, SST2_TEST, WORK / "bench-bert-test", ["--batch-sizes", "1", "--max-samples", "1821"])
-    test_accuracy = {e["name"]: e["quality"]["accuracy"] for e in [held_out["baseline"], *held_out["artifacts"]]}
+    test_accuracy = {name: e["quality"]["accuracy"] for name, e in named_entries(held_out).items()}
     teacher = entries["teacher-fp32-pytorch"]
     peer = entries[f"optimum-int8-{arch}"]
     table = []
@@ -166,7 +172,7 @@ def gpt2_part(runs_dir: Path) -> dict:
     rows.update({f"recipe-{name}": path for name, path in recipe_artifacts(run_dir).items()})
     report = bench(rows, GPT2_TEACHER, IMDB_HELDOUT, WORK / "bench-gpt2",
                    ["--batch-sizes", "1", "--max-samples", "200", "--max-length", "128", "--decode-tokens", "32"])
-    entries = {e["name"]: e for e in [report["baseline"], *report["artifacts"]]}
+    entries = named_entries(report)
     teacher = entries["teacher-fp32-pytorch"]
 
     def tokens_per_s(entry: dict) -> float | None:

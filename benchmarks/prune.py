@@ -289,7 +289,8 @@ def main() -> None:
     parser.add_argument("--bert-ce", type=float, default=0.0)
     parser.add_argument("--bert-t", type=float, default=2.0)
     parser.add_argument("--bert-hidden", type=float, default=0.0, help="Weight of hidden-state distillation.")
-    parser.add_argument("--ffn-multiple-of", type=int, default=8, help="FFN width kept rounds down to this.")
+    parser.add_argument("--ffn-multiple-of", type=int, default=None,
+                        help="FFN width kept rounds down to this (default: the tool's automatic choice).")
     parser.add_argument("--gpt2-method", default="ffn=0.3")
     parser.add_argument("--gpt2-steps", type=int, default=300)
     parser.add_argument("--gpt2-lr", type=float, default=3e-4)

@@ -232,9 +232,12 @@ def _scores(runner: Any, workload: Workload, task: str) -> dict[str, np.ndarray]
 
 
 def _time_forward(runner: Any, batches: list[dict[str, np.ndarray]], config: BenchConfig) -> list[float]:
+    """Samples over at least one full pass of ``batches``: a time budget alone lets a slow model see
+    only the first rows and a fast one all of them, and rows differ in length, so their p50s would
+    not compare the same inputs."""
     prepared = [runner.prepare(b) for b in batches]
     return run_loop(lambda i: runner.time_forward(prepared[i % len(prepared)]), warmup=config.warmup,
-                    min_runs=config.min_runs, min_seconds=config.min_seconds)
+                    min_runs=max(config.min_runs, len(prepared)), min_seconds=config.min_seconds)
 
 
 def _latency(

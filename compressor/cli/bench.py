@@ -35,7 +35,7 @@ def gate_options(func):  # type: ignore[no-untyped-def]
 @click.option("--threads", type=int, default=None,
               help="Intra-op threads for torch and onnxruntime [default: every CPU available].")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs before measuring.")
-@click.option("--min-runs", type=int, default=20, show_default=True, help="Timed runs per batch size, at least.")
+@click.option("--min-runs", type=int, default=20, show_default=True, help="Timed runs per batch size, at least; a classifier is also timed on every latency batch once, so all artifacts see the same inputs.")
 @click.option("--min-seconds", type=float, default=1.0, show_default=True,
               help="Time each batch size for at least S seconds.")
 @click.option("--max-samples", type=int, default=1000, show_default=True,

@@ -51,8 +51,9 @@ def _summary(output: str, report: dict) -> list[str]:
 @click.option("--eval-data", default=None, help="Data for the metric before/after (default: --data).")
 @click.option("--eval-samples", type=int, default=None, help="Rows (LM: blocks) evaluated (default: all).")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Max tokens per row (LM: block size).")
-@click.option("--ffn-multiple-of", type=int, default=8, show_default=True,
-              help="Round the FFN width kept down to this.")
+@click.option("--ffn-multiple-of", type=int, default=None,
+              help="Round the FFN width kept down to this (default: the largest of 64/32/16/8 that removes at "
+                   "most 5% of the width beyond the amount).")
 @click.option("--recover-from", default=None, help="The unpruned teacher to distil from after pruning.")
 @click.option("--recover-data", default=None, help="Training data for the recovery distillation.")
 @click.option("--recover-steps", type=int, default=None, help="Optimizer steps of recovery.")
@@ -66,7 +67,7 @@ def _summary(output: str, report: dict) -> list[str]:
 @click.pass_context
 def command(ctx: click.Context, src: str, output: str, force: bool, method: str, amount: float | None,
             data: str | None, importance: str, calibration_samples: int, eval_data: str | None,
-            eval_samples: int | None, max_length: int, ffn_multiple_of: int, recover_from: str | None,
+            eval_samples: int | None, max_length: int, ffn_multiple_of: int | None, recover_from: str | None,
             recover_data: str | None, recover_steps: int | None, recover_lr: float, recover_batch_size: int,
             text_column: str | None, text_pair_column: str | None, label_column: str | None, seed: int, device: str,
             allow_pickle: bool, as_json: bool) -> None:

@@ -127,7 +127,7 @@ class PruneConfig:
     eval_data: DataSpec | None = None
     eval_samples: int | None = None
     max_length: int = 128
-    ffn_multiple_of: int = 8  # FFN width kept is rounded down to a multiple of this (GEMM-friendly)
+    ffn_multiple_of: int | None = None  # round the FFN width kept down to this; None: automatic (importance.py)
     # Recovery: a short distillation from the unpruned teacher through the distill stage.
     recover_from: str | None = None
     recover_data: DataSpec | None = None
@@ -147,7 +147,7 @@ class PruneConfig:
             raise BadInputError(f"--importance {self.importance!r}: choose one of {', '.join(IMPORTANCE)}")
         if self.importance == "gradient" and self.data is None:
             raise BadInputError("--importance gradient: needs calibration data; pass --data")
-        counts = (("--calibration-samples", self.calibration_samples), ("--ffn-multiple-of", self.ffn_multiple_of),
+        counts = (("--calibration-samples", self.calibration_samples), ("--ffn-multiple-of", self.ffn_multiple_of or 1),
                   ("--recover-batch-size", self.recover_batch_size))
         for name, value in counts:
             if value < 1:

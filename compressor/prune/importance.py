@@ -155,10 +155,22 @@ def select_heads(scores: list[Any], amount: float) -> list[list[int]]:
     return [sorted(r) for r in removed]
 
 
-def ffn_keep_width(width: int, amount: float, multiple_of: int = 1) -> int:
+# Widths matrix kernels block well on, tried largest first by the automatic choice.
+ALIGNMENTS = (64, 32, 16, 8)
+# The automatic choice may remove at most this share of the width beyond the requested amount.
+ALIGNMENT_SLACK = 0.05
+
+
+def ffn_keep_width(width: int, amount: float, multiple_of: int | None = None) -> int:
     """Neurons kept per layer: ``(1 - amount) * width``, rounded down to ``multiple_of`` when that
-    leaves at least one multiple (matrix kernels run faster on aligned widths)."""
+    leaves at least one multiple. ``None`` picks the largest of ``ALIGNMENTS`` that removes at most
+    ``ALIGNMENT_SLACK`` of the width beyond the amount: on the SST-2 MiniLM (FFN 1536, 30%) 1,024
+    kept neurons ran 1.38x faster than the teacher in onnxruntime where 1,072 ran 1.26x, for 3% more
+    removed (benchmarks/prune.py)."""
     keep = max(1, int(round(width * (1 - amount))))
+    if multiple_of is None:
+        fits = [m for m in ALIGNMENTS if keep >= m and keep - keep // m * m <= ALIGNMENT_SLACK * width]
+        multiple_of = fits[0] if fits else 1
     if multiple_of > 1 and keep >= multiple_of:
         keep = keep // multiple_of * multiple_of
     if keep >= width:

@@ -58,6 +58,26 @@ def test_side_by_side_times_each_fn_in_blocks_alternating_order():
     assert [x for _, x in calls[:4]] == [0, 0, 1, 2]
 
 
+def test_classifier_timing_covers_every_latency_batch_once():
+    from compressor.bench.stage import _time_forward
+
+    class Runner:
+        seen: list[int] = []
+
+        def prepare(self, batch):
+            return batch
+
+        def time_forward(self, batch):
+            self.seen.append(int(batch["row"]))
+            return 0.001
+
+    runner = Runner()
+    config = BenchConfig(baseline="b", data=DataSpec("d"), warmup=3, min_runs=5, min_seconds=0.0)
+    samples = _time_forward(runner, [{"row": i} for i in range(50)], config)
+    assert len(samples) == 50  # more than --min-runs 5: one pass over all 50 batches
+    assert sorted(runner.seen[3:]) == list(range(50))  # after 3 warm-up calls, each row timed once
+
+
 def test_throughput_is_items_over_total_time():
     assert timing.throughput([8, 8], [0.5, 0.5]) == pytest.approx(16.0)
 

@@ -32,6 +32,11 @@ def test_ffn_keep_width_rounds_down_to_a_multiple():
     assert importance.ffn_keep_width(1024, 0.3, 8) == 712
     assert importance.ffn_keep_width(1024, 0.3, 1) == 717
     assert importance.ffn_keep_width(10, 0.5, 8) == 5  # fewer than one multiple: not rounded
+    # Automatic: the largest alignment costing at most 5% of the width beyond the amount.
+    assert importance.ffn_keep_width(1536, 0.3) == 1024  # 64: 51 more removed (3.3%)
+    assert importance.ffn_keep_width(1024, 0.3) == 704  # 64: 13 more (1.3%)
+    assert importance.ffn_keep_width(128, 0.3) == 88  # 64 or 32 would remove 20%: 8
+    assert importance.ffn_keep_width(10, 0.5) == 5
     with pytest.raises(BadInputError, match="removes no neuron"):
         importance.ffn_keep_width(8, 0.01, 1)
 
