@@ -164,15 +164,12 @@ def onnx_latency(name: str, pruned: Path, teacher: Path, batches: list, args: ar
 
 
 def heldout_perplexity(model, blocks, batch_size: int = 16) -> float:
-    import numpy as np
-
-    from compressor import metrics
+    from compressor.evaluation import evaluate
+    from compressor.families.base import CAUSAL_LM
     from compressor.inference import TorchRunner
 
-    runner = TorchRunner(model)
-    nll = [metrics.next_token_nll(runner.logits({"input_ids": blocks[i : i + batch_size]}), blocks[i : i + batch_size])
-           for i in range(0, len(blocks), batch_size)]
-    return metrics.perplexity(np.concatenate(nll))
+    batches = [{"input_ids": blocks[i : i + batch_size]} for i in range(0, len(blocks), batch_size)]
+    return evaluate(TorchRunner(model), CAUSAL_LM, batches)["perplexity"]
 
 
 def bench_gpt2(args: argparse.Namespace) -> dict:

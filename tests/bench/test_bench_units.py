@@ -62,7 +62,8 @@ def test_classifier_timing_covers_every_latency_batch_once():
     from compressor.bench.stage import _time_forward
 
     class Runner:
-        seen: list[int] = []
+        def __init__(self):
+            self.seen: list[int] = []
 
         def prepare(self, batch):
             return batch
