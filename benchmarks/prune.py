@@ -165,7 +165,7 @@ def onnx_latency(name: str, pruned: Path, teacher: Path, batches: list, args: ar
 
 def heldout_perplexity(model, blocks, batch_size: int = 16) -> float:
     from compressor.evaluation import evaluate
-    from compressor.families.base import CAUSAL_LM
+    from compressor.tasks import CAUSAL_LM
     from compressor.inference import TorchRunner
 
     batches = [{"input_ids": blocks[i : i + batch_size]} for i in range(0, len(blocks), batch_size)]

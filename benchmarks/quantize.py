@@ -250,7 +250,7 @@ def gpt2_rows(fresh: bool) -> list[dict[str, Any]]:
 
     from compressor.data import DataSpec
     from compressor.evaluation import evaluate, task_batches
-    from compressor.families.base import CAUSAL_LM
+    from compressor.tasks import CAUSAL_LM
     from compressor.loading import load_tokenizer
 
     torch.set_num_threads(THREADS)

@@ -1,4 +1,5 @@
-"""One interface to run PyTorch and ONNX artifacts on numpy batches, returning logits.
+"""One interface to run PyTorch and ONNX artifacts on numpy batches, returning the task's output
+(logits, or hidden states for a bare encoder).
 
 Parity checks, evaluation and benchmarks all go through these runners, so what is measured is
 what is compared.
@@ -13,21 +14,24 @@ import numpy as np
 
 
 class TorchRunner:
-    def __init__(self, model: Any, device: str = "cpu") -> None:
+    def __init__(self, model: Any, device: str = "cpu", task: Any = None) -> None:
         import torch
+
+        from compressor import tasks
 
         self.model = model.to(device).eval()
         self.device = device
+        self.task = task if task is not None else tasks.of_model(model)
         self._torch = torch
-        # Causal LMs: no KV cache is wanted when scoring whole sequences.
-        self._extra = {"use_cache": False} if "past_key_values" in model.forward.__code__.co_varnames else {}
+        # forward() keywords of the task when scoring whole sequences (causal LMs: no KV cache).
+        self._extra = dict(self.task.model_kwargs)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
         with torch.inference_mode():
             out = self.model(**inputs, **self._extra)
-        return out.logits.float().cpu().numpy()
+        return getattr(out, self.task.output_name).float().cpu().numpy()
 
 
 def session_options(threads: int | None = None, profile: bool = False) -> Any:
@@ -56,6 +60,7 @@ class OnnxRunner:
 
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers_for(device))
         self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.output = self.session.get_outputs()[0].name  # logits, or last_hidden_state
 
     def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {k: v for k, v in batch.items() if k in self.inputs}
@@ -75,5 +80,5 @@ class OnnxRunner:
         return feeds
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        out = self.session.run(["logits"], self.feeds(batch))[0]
+        out = self.session.run([self.output], self.feeds(batch))[0]
         return out.astype(np.float32)

@@ -43,9 +43,9 @@ GATES: dict[str, GateSpec] = {
     )
 }
 
-# Which gates make sense for which task; a gate that cannot be evaluated is a usage error, not a pass.
-CLASSIFIER_ONLY = {"max-accuracy-drop"}
-LM_ONLY = {"max-perplexity-increase"}
+# Gates on a task's quality metric: each applies to the tasks whose ``budget_option`` it is; a gate
+# that cannot be evaluated is a usage error, not a pass.
+QUALITY_GATES = {"max-accuracy-drop", "max-perplexity-increase"}
 
 
 def gate_name(name: str) -> str:

@@ -23,11 +23,11 @@ from compressor.inference import OnnxRunner, TorchRunner, providers_for, session
 class TorchBench:
     kind = "pytorch"
 
-    def __init__(self, model: Any, device: str = "cpu") -> None:
+    def __init__(self, model: Any, device: str = "cpu", task: Any = None) -> None:
         import torch
 
         self._torch = torch
-        self.runner = TorchRunner(model, device=device)
+        self.runner = TorchRunner(model, device=device, task=task)
         self.model = self.runner.model
         self.device = device
 
@@ -76,7 +76,7 @@ class TorchBench:
         return prefill, steps
 
     def supports_decode(self) -> bool:
-        return bool(self.runner._extra)
+        return self.runner.task.generates
 
     def close(self) -> None:
         del self.model, self.runner

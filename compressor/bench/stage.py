@@ -17,22 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from compressor import metrics, progress
+from compressor import progress, tasks
 from compressor.artifact import ONNX, PYTORCH, Artifact, open_artifact
-from compressor.bench import checks, gates, memory, quality, reports
-from compressor.bench.config import CLASSIFIER_ONLY, LM_ONLY, BenchConfig
+from compressor.bench import checks, gates, memory, reports
+from compressor.bench.config import QUALITY_GATES, BenchConfig
 from compressor.bench.runner import OnnxBench, TorchBench
 from compressor.bench.timing import run_loop, summarize, throughput
 from compressor.bench.weights import onnx_weight_stats, torch_weight_stats
-from compressor.bench.workload import Workload, classification_workload, lm_workload
-from compressor.data import ClassificationData, load_classification, load_texts
+from compressor.bench.workload import Workload
 from compressor.devices import require_device
 from compressor.errors import BadInputError, GateFailedError
-from compressor.families.base import CAUSAL_LM, CLASSIFICATION
 from compressor.loading import check_weights, load_model, load_tokenizer, quantized_recipe
 from compressor.manifest import library_versions, tool_version
-
-LM_QUALITY_BATCH = 8  # LM logits are (batch, length, vocab): keep the float64 log-softmax small
+from compressor.tasks.base import Task
 
 
 @dataclass
@@ -70,10 +67,6 @@ def _tokenizer(artifact: Artifact, fallback: Any) -> Any:
         return fallback
 
 
-def _positions(artifact: Artifact) -> int | None:
-    return artifact.config.get("n_positions") or artifact.config.get("max_position_embeddings")
-
-
 def _check_loadable(artifact: Artifact, config: BenchConfig) -> None:
     """Weights that will not load fail now, before any model has been timed."""
     if artifact.format == PYTORCH:
@@ -93,32 +86,34 @@ def _check_paths(config: BenchConfig) -> None:
         raise BadInputError(f"--junit {config.junit}: is a directory; give a file path")
 
 
-def _check_gates(config: BenchConfig, task: str, baseline: Artifact) -> None:
+def _check_gates(config: BenchConfig, task: Task, baseline: Artifact) -> None:
+    """A quality gate bounds one task's metric; on another task's model it cannot be evaluated."""
+    own = (task.budget_option or "").replace("_", "-")
+    owners = {(t.budget_option or "").replace("_", "-"): t for t in map(tasks.get, tasks.names())}
     for name in config.gates:
-        if name in CLASSIFIER_ONLY and task != CLASSIFICATION:
-            raise BadInputError(f"--{name}: applies to classifiers; {baseline.path} is a {task} model "
-                                "(use --max-perplexity-increase)")
-        if name in LM_ONLY and task != CAUSAL_LM:
-            raise BadInputError(f"--{name}: applies to causal LMs; {baseline.path} is a {task} model "
-                                "(use --max-accuracy-drop)")
+        if name in QUALITY_GATES and name != own:
+            instead = f"use --{own}" if own else "it has no quality metric"
+            owner = owners[name].plural if name in owners else "other tasks"
+            raise BadInputError(f"--{name}: applies to {owner}; {baseline.path} is a {task.name} model ({instead})")
 
 
 def _plan(paths: list[str | Path], config: BenchConfig) -> tuple[list[Subject], list[Subject], Any]:
-    """Open and check everything; returns (baseline + artifacts, float parents to time, labels)."""
+    """Open and check everything; returns (baseline + artifacts, float parents to time, what the
+    task's quality comparison needs, e.g. the labels)."""
     if not paths:
         raise BadInputError("no artifacts given; pass one or more artifact directories to bench")
     require_device(config.device)
     _check_paths(config)
     baseline = _open(config.baseline, "--baseline")
     artifacts = [_open(p, "artifact") for p in paths]
-    task = baseline.task
-    if task not in (CLASSIFICATION, CAUSAL_LM):
-        raise BadInputError(f"--baseline {baseline.path}: task {task} has no quality metric to bench; "
-                            f"bench supports {CLASSIFICATION} and {CAUSAL_LM}")
+    task = tasks.get(baseline.task)
+    if task.metric is None:
+        raise BadInputError(f"--baseline {baseline.path}: task {task.name} has no quality metric to bench; "
+                            "bench supports text-classification and causal-lm")
     for artifact in artifacts:
-        if artifact.task != task:
+        if artifact.task != task.name:
             raise BadInputError(
-                f"{artifact.path}: task {artifact.task} differs from the baseline's ({baseline.path}: {task}); "
+                f"{artifact.path}: task {artifact.task} differs from the baseline's ({baseline.path}: {task.name}); "
                 "bench compares artifacts of one task"
             )
     _check_gates(config, task, baseline)
@@ -131,49 +126,8 @@ def _plan(paths: list[str | Path], config: BenchConfig) -> tuple[list[Subject], 
     for subject in subjects + parents:
         _check_loadable(subject.artifact, config)
 
-    labels = None
-    everyone = subjects + parents
-    if task == CLASSIFICATION:
-        label2id = baseline.config.get("label2id")
-        for subject in everyone[1:]:
-            other = subject.artifact.config.get("label2id")
-            if label2id and other and other != label2id:
-                raise BadInputError(
-                    f"{subject.artifact.path}: label set {other} differs from the baseline's {label2id}; "
-                    "predictions cannot be compared"
-                )
-        data = load_classification(config.data, label2id=label2id, require_labels=True)
-        data = ClassificationData(texts=data.texts[: config.max_samples],
-                                  pairs=data.pairs[: config.max_samples] if data.pairs else None,
-                                  labels=data.labels[: config.max_samples] if data.labels else None,
-                                  source=data.source)
-        labels = (np.asarray(data.labels), len(label2id) if label2id else int(baseline.config.get("num_labels", 2)))
-        for subject in everyone:
-            subject.workload = classification_workload(
-                subject.tokenizer, data, batch_sizes=config.batch_sizes, max_length=config.max_length,
-                quality_batch_size=config.quality_batch_size,
-            )
-    else:
-        texts = load_texts(config.data)
-        limits = [p for p in (_positions(s.artifact) for s in everyone) if p]
-        block = min([config.max_length, *limits])
-        prompt = min([config.max_length, *[p - config.decode_tokens for p in limits]])
-        if prompt < 1:
-            raise BadInputError(
-                f"--decode-tokens {config.decode_tokens}: leaves no room for a prompt within the model's "
-                f"{min(limits)} positions"
-            )
-        for subject in everyone:
-            try:
-                subject.workload = lm_workload(
-                    subject.tokenizer, texts, batch_sizes=config.batch_sizes, block_size=block, prompt_length=prompt,
-                    max_blocks=config.max_samples, quality_batch_size=min(config.quality_batch_size, LM_QUALITY_BATCH),
-                )
-            except BadInputError as exc:  # too little text for one block: name the file
-                raise BadInputError(
-                    f"{config.data.path}: {exc.message}; give more text or a smaller --max-length"
-                ) from exc
-    return subjects, parents, labels
+    context = task.bench_workloads(config, subjects + parents)
+    return subjects, parents, context
 
 
 def _parents(subjects: list[Subject], fallback_tokenizer: Any) -> list[Subject]:
@@ -210,25 +164,11 @@ def _load(subject: Subject, config: BenchConfig) -> tuple[Any, dict[str, Any]]:
     artifact = subject.artifact
     if artifact.format == PYTORCH:
         model = load_model(artifact, allow_pickle=config.allow_pickle)
-        return TorchBench(model, device=config.device), torch_weight_stats(model)
+        return TorchBench(model, device=config.device, task=tasks.get(artifact.task)), torch_weight_stats(model)
     if artifact.format == ONNX:
         runner = OnnxBench(artifact.onnx_file, device=config.device, threads=config.resolved_threads)
         return runner, onnx_weight_stats(artifact.onnx_file)
     raise BadInputError(f"{artifact.path}: unknown artifact format {artifact.format!r}")
-
-
-def _scores(runner: Any, workload: Workload, task: str) -> dict[str, np.ndarray]:
-    """Raw per-sample outputs quality is computed from."""
-    if task == CLASSIFICATION:
-        preds = [runner.logits(batch).argmax(-1) for batch in workload.quality_batches]
-        return {"predictions": np.concatenate(preds)}
-    nll, preds = [], []
-    for batch in workload.quality_batches:
-        ids = batch["input_ids"]
-        logits = runner.logits(batch)
-        nll.append(metrics.next_token_nll(logits, ids).reshape(len(ids), -1).mean(axis=1))
-        preds.append(logits[:, :-1].argmax(-1).reshape(-1))
-    return {"block_nll": np.concatenate(nll), "predictions": np.concatenate(preds)}
 
 
 def _time_forward(runner: Any, batches: list[dict[str, np.ndarray]], config: BenchConfig) -> list[float]:
@@ -241,14 +181,14 @@ def _time_forward(runner: Any, batches: list[dict[str, np.ndarray]], config: Ben
 
 
 def _latency(
-    runner: Any, subject: Subject, config: BenchConfig, task: str, batch_sizes: tuple[int, ...]
+    runner: Any, subject: Subject, config: BenchConfig, task: Task, batch_sizes: tuple[int, ...]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     workload = subject.workload
     latency: dict[str, Any] = {}
     decode: dict[str, Any] | None = None
     for size in batch_sizes:
         progress.status(f"  timing {subject.name} at batch {size}")
-        if task == CAUSAL_LM and runner.supports_decode():
+        if task.generates and runner.supports_decode():
             prompts = workload.prompts[size]
             prefills: list[float] = []
             steps: list[float] = []
@@ -275,17 +215,17 @@ def _latency(
             samples = _time_forward(runner, workload.latency_batches[size], config)
             stats = summarize(samples)
             stats["samples_per_s"] = throughput([size] * len(samples), samples)
-            if task == CAUSAL_LM:
+            if task.generates:
                 stats["sequence_length"] = workload.prompt_length
                 stats["tokens_per_s"] = throughput([size * workload.prompt_length] * len(samples), samples)
         latency[str(size)] = stats
     return latency, decode
 
 
-def _memory(subject: Subject, config: BenchConfig, task: str) -> dict[str, Any]:
+def _memory(subject: Subject, config: BenchConfig, task: Task) -> dict[str, Any]:
     largest = max(config.batch_sizes)
     workload = subject.workload
-    prompt = workload.prompts[largest][0] if task == CAUSAL_LM else None
+    prompt = workload.prompts[largest][0] if task.generates else None
     progress.status(f"  peak memory of {subject.name} in a fresh process")
     return memory.measure(
         subject.artifact.path, device=config.device, threads=config.resolved_threads,
@@ -296,7 +236,7 @@ def _memory(subject: Subject, config: BenchConfig, task: str) -> dict[str, Any]:
 
 
 def _measure(
-    subject: Subject, config: BenchConfig, task: str, *, full: bool
+    subject: Subject, config: BenchConfig, task: Task, *, full: bool
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One model's entry and raw scores; ``full=False`` (float parents) times the reference batch only."""
     artifact = subject.artifact
@@ -315,7 +255,7 @@ def _measure(
             entry["providers"] = runner.providers
         if full:
             progress.status(f"  scoring {subject.name} on {len(subject.workload.quality_batches)} batches")
-            raw = _scores(runner, subject.workload, task)
+            raw = task.bench_scores(runner, subject.workload)
         sizes = config.batch_sizes if full else (config.reference_batch,)
         sample = checks.busy_cpus()  # other processes' load, sampled while this one sleeps
         entry["other_busy_cpus"] = round(sample[0], 2) if sample else None
@@ -336,32 +276,14 @@ def _measure(
 
 
 def _compare(entry: dict[str, Any], raw: dict[str, np.ndarray], base: dict[str, Any], base_raw: dict[str, np.ndarray],
-             labels: Any, task: str, config: BenchConfig) -> None:
+             context: Any, task: Task, config: BenchConfig) -> None:
     ref = str(config.reference_batch)
     entry["speedup"] = base["latency"][ref]["p50_ms"] / entry["latency"][ref]["p50_ms"]
-    if task == CLASSIFICATION:
-        y, num_labels = labels
-        scores = quality.classification_scores(raw["predictions"], y, num_labels)
-        if entry["role"] != "baseline":
-            scores["vs_baseline"] = quality.classification_vs_baseline(
-                raw["predictions"], base_raw["predictions"], y, num_labels, resamples=config.bootstrap, seed=config.seed
-            )
-    else:
+    if task.generates:
         base_decode, decode = (base.get("decode") or {}).get(ref), (entry.get("decode") or {}).get(ref)
         entry["decode_speedup"] = base_decode["p50_ms"] / decode["p50_ms"] if base_decode and decode else None
-        scores = quality.lm_scores(raw["block_nll"], tokens_per_block=_tokens_per_block(raw))
-        if entry["role"] != "baseline":
-            scores["vs_baseline"] = quality.lm_vs_baseline(
-                raw["block_nll"], base_raw["block_nll"],
-                agreement=metrics.agreement(raw["predictions"], base_raw["predictions"]),
-                resamples=config.bootstrap, seed=config.seed,
-            )
-    entry["quality"] = scores
-
-
-def _tokens_per_block(raw: dict[str, np.ndarray]) -> int:
-    """Scored tokens per LM block (every position but the first predicts a token)."""
-    return int(raw["predictions"].size // max(raw["block_nll"].size, 1))
+    entry["quality"] = task.bench_quality(raw, base_raw, context, vs_baseline=entry["role"] != "baseline",
+                                          config=config)
 
 
 def _parent_warnings(subjects: list[Subject], entries: list[dict[str, Any]], parent_entries: list[dict[str, Any]],
@@ -385,19 +307,6 @@ def _parent_warnings(subjects: list[Subject], entries: list[dict[str, Any]], par
     return found
 
 
-def _tokenizer_warnings(subjects: list[Subject], task: str) -> list[dict[str, str]]:
-    if task != CAUSAL_LM:
-        return []  # classifiers are compared row by row; their tokenizers may differ
-    base_vocab = subjects[0].tokenizer.get_vocab()
-    return [
-        checks.warning("tokenizer-differs", s.name,
-                       f"{s.name}: its tokenizer differs from the baseline's; perplexities are per token of "
-                       "different vocabularies and not directly comparable")
-        for s in subjects[1:]
-        if s.tokenizer is not subjects[0].tokenizer and s.tokenizer.get_vocab() != base_vocab
-    ]
-
-
 # -------------------------------------------------------------------------------------- the stage
 
 
@@ -407,8 +316,8 @@ def bench(artifacts: list[str | Path], config: BenchConfig) -> dict[str, Any]:
     Raises ``BadInputError`` (exit 2) before measuring anything, and ``GateFailedError`` (exit 1,
     with the report) after writing the reports when a gate fails.
     """
-    subjects, parents, labels = _plan(list(artifacts), config)
-    task = subjects[0].artifact.task
+    subjects, parents, context = _plan(list(artifacts), config)
+    task = tasks.get(subjects[0].artifact.task)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     restore = _fix_threads(config.resolved_threads, any(s.artifact.format == PYTORCH for s in subjects + parents))
     try:
@@ -419,9 +328,9 @@ def bench(artifacts: list[str | Path], config: BenchConfig) -> dict[str, Any]:
     entries = [entry for entry, _ in measured]
     base_entry, base_raw = measured[0]
     for entry, raw in measured:
-        _compare(entry, raw, base_entry, base_raw, labels, task, config)
+        _compare(entry, raw, base_entry, base_raw, context, task, config)
 
-    warnings = _tokenizer_warnings(subjects, task) + _parent_warnings(subjects, entries, parent_entries, config)
+    warnings = task.bench_warnings(subjects) + _parent_warnings(subjects, entries, parent_entries, config)
     busy = [e["other_busy_cpus"] for e in entries + parent_entries if e.get("other_busy_cpus") is not None]
     note = checks.machine_busy_warning(max(busy), checks.cpu_count(), config.resolved_threads) if busy else None
     warnings += [note] if note else []
@@ -436,7 +345,7 @@ def bench(artifacts: list[str | Path], config: BenchConfig) -> dict[str, Any]:
         "tool": {"name": "compress bench", "version": tool_version()},
         "created_at": created,
         "passed": all(r.passed for r in results),
-        "task": task,
+        "task": task.name,
         "environment": {
             "device": config.device,
             "threads": config.resolved_threads,

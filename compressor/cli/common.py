@@ -79,39 +79,5 @@ def output_options(func: F) -> F:
     return func
 
 
-def data_options(prefix: str, help_text: str) -> Callable[[F], F]:
-    """``--PREFIX`` data path plus the column options that go with it (one set per data input)."""
-
-    def decorate(func: F) -> F:
-        flag = prefix.replace("_", "-")
-        func = click.option(f"--{flag}", prefix, type=str, default=None, help=help_text)(func)
-        return func
-
-    return decorate
-
-
-def column_options(func: F) -> F:
-    func = click.option("--label-column", default=None, help="Label column (default: label).")(func)
-    func = click.option("--text-pair-column", default=None, help="Second-sentence column for pair tasks.")(func)
-    func = click.option(
-        "--text-column", default=None, help="Text column (default: sentence, text, sentence1, ... whichever exists)."
-    )(func)
-    return func
-
-
-def data_spec(path: str | None, text_column: str | None, text_pair_column: str | None, label_column: str | None) -> Any:
-    if path is None:
-        return None
-    from compressor.data import DataSpec
-
-    return DataSpec(path=path, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column)
-
-
-def allow_pickle_option(func: F) -> F:
-    return click.option(
-        "--allow-pickle", is_flag=True, help="Load a pickle (pytorch_model.bin) checkpoint with weights_only=True."
-    )(func)
-
-
 def set_json(ctx: click.Context, as_json: bool) -> None:
     ctx.find_root().obj["json"] = as_json

@@ -15,7 +15,9 @@ from typing import Any
 
 import click
 
-from compressor.errors import EXIT_BAD_INPUT, CompressError
+from compressor.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, CompressError
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 # name -> "module:attribute"; only commands that work are listed here.
 COMMANDS = {
@@ -54,6 +56,18 @@ class LazyGroup(click.Group):
                 print_json(exc.report)
             click.echo(f"compress: error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a crash is exit 3, never 1 (1 means a gate failed)
+            verbose = bool(ctx.obj and ctx.obj.get("verbose"))
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
+            hint = "" if verbose else " (run with -v for the traceback)"
+            click.echo(f"compress: internal error: {type(exc).__name__}: {message}{hint}", err=True)
+            ctx.exit(EXIT_RUNTIME)
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -93,13 +107,19 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The console entry point. Click runs in non-standalone mode so that Ctrl-C reaches us (its
+    standalone mode turns KeyboardInterrupt into "Aborted!" and exit 1, the gate-failed code)."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        cli(prog_name="compress")
-    except KeyboardInterrupt:
+        code = cli.main(args=args, prog_name="compress", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("compress: interrupted; no output was left behind", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,12 +87,26 @@ def _read_hub(name: str, split: str | None) -> tuple[list[str], list[dict[str, A
     return list(dataset.column_names), dataset.to_list()
 
 
+def _looks_local(path: str | Path) -> bool:
+    """A name with a data suffix or an explicit path is a local file, never a hub dataset."""
+    return Path(path).suffix.lower() in TABLE_SUFFIXES | TEXT_SUFFIXES or str(path).startswith(("/", ".", "~"))
+
+
+def check_data_path(path: str | Path) -> None:
+    """Exit-2 error now when ``path`` names a local data file that is missing or a directory (hub
+    dataset names are checked when read)."""
+    file = Path(path)
+    if file.is_dir():
+        raise BadInputError(f"{path}: is a directory; expected a data file")
+    if not file.exists() and _looks_local(path):
+        raise BadInputError(f"{path}: no such data file")
+
+
 def read_table(path: str | Path, *, split: str | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of a local file (by suffix) or, when no such file exists, a hub dataset."""
     file = Path(path)
     if not file.exists():
-        # A name with a data suffix or an explicit path is a missing file, not a hub dataset.
-        if file.suffix.lower() in TABLE_SUFFIXES | TEXT_SUFFIXES or str(path).startswith(("/", ".", "~")):
+        if _looks_local(path):
             raise BadInputError(f"{path}: no such data file")
         return _read_hub(str(path), split)
     if file.is_dir():

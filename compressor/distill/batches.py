@@ -1,12 +1,7 @@
-"""Training and evaluation data for distillation: the task rule, tokenised rows and length buckets.
+"""Training and evaluation data for distillation: tokenised rows and length buckets.
 
-The task rule (what data each teacher distils on):
-- a text classifier trains on labelled rows: a table (TSV/CSV/JSONL/Parquet) with a text column and a
-  label column whose values are in the teacher's label set. Plain text cannot teach a classifier.
-- a causal LM trains on free text: a plain-text file, or a table's document column (``text``,
-  ``content``, ``review``, or the one named by --text-column). A table of labelled sentences or sentence
-  pairs (GLUE style: ``sentence``/``sentence1``/``question`` plus ``label``) is classification data
-  and is refused unless --text-column names its column explicitly.
+What data each teacher distils on is its task's rule (``compressor.tasks``): a text classifier on
+labelled rows, a causal LM on free text cut into blocks.
 """
 
 from __future__ import annotations
@@ -17,14 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compressor.data import DataSpec, load_classification, load_texts, read_table
-from compressor.data.batching import encode_classification, lm_blocks, pad_batch
-from compressor.data.datasets import DEFAULT_LABEL_COLUMN, DEFAULT_PAIR_COLUMNS, _pick_text_column
+from compressor.data import DataSpec
+from compressor.data.batching import pad_batch
 from compressor.errors import BadInputError
-from compressor.families.base import CAUSAL_LM, CLASSIFICATION
-
-# Sentence columns that, next to a label, mark a table as classification data.
-_SENTENCE_COLUMNS = ("sentence", "sentence1", "question", "question1")
 
 
 @dataclass
@@ -54,30 +44,6 @@ class Rows:
         return batch
 
 
-def check_task(task: str, spec: DataSpec, flag: str) -> None:
-    """Refuse data of the other task, with the rule in the message (see the module docstring)."""
-    columns, _ = read_table(spec.path, split=spec.split)
-    label_col = spec.label_column or DEFAULT_LABEL_COLUMN
-    if task == CLASSIFICATION:
-        if label_col not in columns:
-            raise BadInputError(
-                f"{flag} {spec.path}: the teacher is a text classifier, which distils on labelled rows, but this "
-                f"data has no label column {label_col!r} (columns: {', '.join(columns)}); LM text cannot train a "
-                "classifier; pass a labelled table or --label-column"
-            )
-        return
-    if spec.text_column:
-        return  # the user named the text column: take it as the corpus
-    text_col = _pick_text_column(spec, columns)
-    pair_col = spec.text_pair_column or DEFAULT_PAIR_COLUMNS.get(text_col)
-    if (label_col in columns and text_col in _SENTENCE_COLUMNS) or (pair_col and pair_col in columns):
-        raise BadInputError(
-            f"{flag} {spec.path}: columns {', '.join(columns)} are labelled sentences (classification data), but the "
-            "teacher is a causal LM, which distils on free text: give a plain-text file or a table with a "
-            "'text' column, or name the column with --text-column"
-        )
-
-
 def file_hash(spec: DataSpec) -> str:
     """sha256 of a local data file (a hub dataset: of its name and split)."""
     path = Path(spec.path)
@@ -91,28 +57,14 @@ def file_hash(spec: DataSpec) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def load_rows(task: str, tokenizer: Any, spec: DataSpec, *, label2id: dict[str, int] | None, max_length: int,
+def load_rows(task: Any, tokenizer: Any, spec: DataSpec, *, label2id: dict[str, int] | None, max_length: int,
               flag: str) -> Rows:
-    """Validated, tokenised rows. Classification: one row per example, at most ``max_length`` tokens.
-    LM: the documents joined by EOS and cut into ``max_length``-token blocks (no padding at all)."""
-    check_task(task, spec, flag)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if task == CLASSIFICATION:
-        data = load_classification(spec, label2id=label2id, require_labels=True)
-        rows = encode_classification(tokenizer, data, max_length)
-        labels = data.labels
-    elif task == CAUSAL_LM:
-        try:
-            blocks = lm_blocks(tokenizer, load_texts(spec), block_size=max_length)
-        except BadInputError as exc:
-            raise BadInputError(f"{flag} {spec.path}: {exc.message}") from exc
-        rows = [{"input_ids": block} for block in blocks.tolist()]
-        labels = None
-    else:
-        raise BadInputError(f"distill supports text classifiers and causal LMs, not {task!r} models")
-    if not rows:
+    """Validated, tokenised rows of ``task`` (a ``compressor.tasks.Task``): what each teacher distils
+    on is the task's rule (``Task.training_rows``)."""
+    rows = task.training_rows(tokenizer, spec, label2id=label2id, max_length=max_length, flag=flag)
+    if not len(rows):
         raise BadInputError(f"{flag} {spec.path}: no rows; the data is empty")
-    return Rows(rows=rows, labels=labels, source=spec.path, pad_id=pad_id)
+    return rows
 
 
 class BucketBatchSampler:

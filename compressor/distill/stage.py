@@ -25,16 +25,12 @@ from compressor.distill.student import (
     layer_count,
     plan_student,
 )
+from compressor import tasks
 from compressor.errors import BadInputError
-from compressor.families.base import CAUSAL_LM, CLASSIFICATION
 from compressor.loading import load_model, load_tokenizer
 
 # Settings that do not change the trained weights; a resumed run may change them.
 _NOT_FINGERPRINTED = ("resume", "checkpoint_steps", "checkpoint_dir", "eval_teacher", "eval_steps")
-
-
-def _positions(config: dict[str, Any]) -> int | None:
-    return config.get("n_positions") or config.get("max_position_embeddings")
 
 
 def checkpoint_dir_for(dst: Path, config: DistillConfig) -> Path:
@@ -59,7 +55,7 @@ def _make_accelerator(config: DistillConfig) -> Any:
 def _check_teacher(source: Artifact) -> None:
     if source.format != PYTORCH:
         raise BadInputError(f"{source.path}: is a {source.format} artifact; distill needs a PyTorch teacher")
-    if source.task not in (CLASSIFICATION, CAUSAL_LM):
+    if not tasks.get(source.task).distillable:
         raise BadInputError(
             f"{source.path}: is a {source.task} model without a task head; distill needs a text classifier or a causal LM"
         )
@@ -84,14 +80,14 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     # Fail on an existing output now, not after the training run.
     _check_output_path(dst, [source.path], force)
     plan = plan_student(config, source)
+    task = tasks.get(source.task)
     tokenizer = load_tokenizer(source.path)
-    limits = [config.max_length, _positions(source.config), _positions(plan.config)]
-    max_length = min(x for x in limits if x)
+    max_length = source.family.clamp_length(plan.config, source.family.clamp_length(source.config, config.max_length))
     label2id = source.config.get("label2id")
-    train = load_rows(source.task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data")
+    train = load_rows(task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data")
     eval_rows = None
     if config.eval_data is not None:
-        eval_rows = load_rows(source.task, tokenizer, config.eval_data, label2id=label2id, max_length=max_length,
+        eval_rows = load_rows(task, tokenizer, config.eval_data, label2id=label2id, max_length=max_length,
                               flag="--eval-data")
     data_hash = file_hash(config.data)
     source_hash = source.content_hash()
@@ -99,7 +95,7 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
     fingerprint.update(teacher_hash=source_hash, data_hash=data_hash)
 
-    from compressor.distill.trainer import Distiller, check_resumable, metric_name
+    from compressor.distill.trainer import Distiller, check_resumable
 
     if config.resume:
         check_resumable(checkpoints, fingerprint)
@@ -121,11 +117,11 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
             f"{plan.layers}-layer student ({student_params / 1e6:.1f}M params, {plan.source}) on {len(train)} rows"
         )
     distiller = Distiller(
-        accelerator, task=source.task, config=config, teacher=teacher_model, student=student,
+        accelerator, task=task, config=config, teacher=teacher_model, student=student,
         layer_map=plan.layer_map, teacher_width=hidden_width(source.config), student_width=plan.width,
         train=train, eval_rows=eval_rows, checkpoint_dir=checkpoints, fingerprint=fingerprint,
     )
-    metric = metric_name(source.task)
+    metric = task.metric
     teacher_metric = None
     if eval_rows is not None and config.eval_teacher:
         teacher_metric = distiller.evaluate(teacher_model, eval_rows)

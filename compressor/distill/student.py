@@ -9,33 +9,31 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from compressor import families
+from compressor import families, tasks
 from compressor.artifact import PYTORCH, Artifact, open_artifact
 from compressor.distill.config import DistillConfig
 from compressor.errors import BadInputError
-from compressor.families.base import CLASSIFICATION
+from compressor.families.base import Family, every_kth, spread_with_ends
 
 FROM_TEACHER = "teacher-layers"
 FROM_CONFIG = "config"
 FROM_CHECKPOINT = "checkpoint"
 
 
+def _family_of(config: dict[str, Any]) -> Family:
+    family, _ = families.detect(config)
+    return family
+
+
 def layer_count(config: dict[str, Any]) -> int:
-    for key in ("num_hidden_layers", "n_layer", "n_layers"):
-        if key in config:
-            return int(config[key])
-    raise BadInputError(f"config of model_type {config.get('model_type')!r} has no layer count")
+    return _family_of(config).layer_count(config)
 
 
 def hidden_width(config: dict[str, Any]) -> int:
-    for key in ("hidden_size", "n_embd", "dim"):
-        if key in config:
-            return int(config[key])
-    raise BadInputError(f"config of model_type {config.get('model_type')!r} has no hidden size")
+    return _family_of(config).hidden_width(config)
 
 
 def even_spread(n: int, m: int) -> list[int]:
@@ -46,34 +44,13 @@ def even_spread(n: int, m: int) -> list[int]:
     return [(i + 1) * m // n - 1 for i in range(n)]
 
 
-def spread_with_ends(n: int, m: int) -> list[int]:
-    """``n`` of ``m`` layers, evenly spaced from the first to the last (3 of 6: 0, 3, 5; 2 of 6: 0, 5)."""
-    if n == 1:
-        return [m - 1]
-    return [int(i * (m - 1) / (n - 1) + 0.5) for i in range(n)]
-
-
-def every_kth(n: int, m: int) -> list[int]:
-    """``n`` of ``m`` layers, one every ``m/n`` from the first (3 of 6: 0, 2, 4; 2 of 6: 0, 3), as
-    DistilBERT initialises its student ("one layer out of two")."""
-    return [i * m // n for i in range(n)]
-
-
 def default_init_layers(family_name: str, n: int, m: int) -> list[int]:
-    """Which teacher layers a ``--student-layers N`` student is copied from, per family (measured on
-    the real teachers). A GPT-2 student needs the teacher's block 0, which turns token embeddings into
-    the features every later block reads: 3 of 6 blocks as 1,3,5 start at 83x the teacher's held-out
-    perplexity, as 0,3,5 at 1.36x. A BERT classifier starts from one layer in every m/n, DistilBERT's
-    choice: SST-2 dev accuracy of a 3-layer student after the same 1,500 steps (seed 0) was 88.76%
-    from 0,2,4, 86.93% from 0,3,5 and 87.04% from 1,3,5 (a helper's run of 1,3,5 read 88.99%: on
-    872 dev rows one run's spread is about a point).
-    """
-    return spread_with_ends(n, m) if family_name == "gpt2" else every_kth(n, m)
+    """Which teacher layers a ``--student-layers N`` student is copied from: the family's choice
+    (``Family.default_student_layers``, measured on the real teachers)."""
+    return families.family_by_name(family_name).default_student_layers(n, m)
 
 
-def family_layers(family_name: str) -> Any:
-    """The family module with ``layers(model)`` / ``set_layers(model, modules)``."""
-    return import_module(f"compressor.families.{family_name}")
+__all__ = ["default_init_layers", "every_kth", "even_spread", "spread_with_ends"]
 
 
 @dataclass(frozen=True)
@@ -140,7 +117,7 @@ def plan_student(config: DistillConfig, teacher: Artifact) -> StudentPlan:
         _check_compatible("--student", student.config, teacher, config.student)
         if student.task != teacher.task:
             raise BadInputError(f"--student {config.student}: is a {student.task} model; the teacher is {teacher.task}")
-        if teacher.task == CLASSIFICATION and student.config.get("label2id") != teacher.config.get("label2id"):
+        if tasks.get(teacher.task).uses_labels and student.config.get("label2id") != teacher.config.get("label2id"):
             raise BadInputError(
                 f"--student {config.student}: labels {student.config.get('label2id')} differ from the teacher's "
                 f"{teacher.config.get('label2id')}"
@@ -165,22 +142,16 @@ def plan_student(config: DistillConfig, teacher: Artifact) -> StudentPlan:
         raise BadInputError(
             f"--student-layers {n}: must be fewer than the teacher's {t_layers} layers (1..{t_layers - 1})"
         )
-    layer_map = config.layer_map or tuple(default_init_layers(teacher.family.name, n, t_layers))
+    layer_map = config.layer_map or tuple(teacher.family.default_student_layers(n, t_layers))
     _check_map(layer_map, t_layers, n)
     return StudentPlan(FROM_TEACHER, n, layer_map, hidden_width(teacher.config), teacher.config)
 
 
-def select_layers(model: Any, family_name: str, indices: list[int]) -> Any:
+def select_layers(model: Any, family: Family | str, indices: list[int]) -> Any:
     """Keep only the blocks at ``indices`` (in that order), renumbered 0..n-1, in place."""
-    access = family_layers(family_name)
-    blocks = access.layers(model)
-    chosen = [blocks[i] for i in indices]
-    access.set_layers(model, chosen)
-    for new_index, block in enumerate(chosen):
-        # Attention modules know their position (KV-cache slot, optional 1/(i+1) scaling).
-        for module in block.modules():
-            if hasattr(module, "layer_idx"):
-                module.layer_idx = new_index
+    family = families.family_by_name(family) if isinstance(family, str) else family
+    blocks = family.layers(model)
+    family.set_layers(model, [blocks[i] for i in indices])
     pruned = getattr(model.config, "pruned_heads", None) or {}
     if pruned:
         model.config.pruned_heads = {new: list(pruned[old]) for new, old in enumerate(indices) if old in pruned}
@@ -193,7 +164,7 @@ def build_student(plan: StudentPlan, teacher_model: Any, teacher: Artifact, *, a
     kwargs = model_kwargs or {}
     if plan.source == FROM_TEACHER:
         # Embeddings, pooler, classifier / LM head come with the copy; only the block stack is cut.
-        student = select_layers(copy.deepcopy(teacher_model), teacher.family.name, list(plan.layer_map))
+        student = select_layers(copy.deepcopy(teacher_model), teacher.family, list(plan.layer_map))
     elif plan.source == FROM_CHECKPOINT:
         from compressor.loading import load_model
 

@@ -29,21 +29,11 @@ from compressor.distill.batches import BucketBatchSampler, Rows, eval_batches
 from compressor.distill.config import DistillConfig
 from compressor.distill.teacher_cache import TeacherCache
 from compressor.errors import BadInputError
-from compressor.families.base import CAUSAL_LM
+from compressor.tasks.base import Task
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 STATE_FILE = "trainer.json"
 BEST_FILE = "best.safetensors"
-
-
-def metric_name(task: str) -> str:
-    return "perplexity" if task == CAUSAL_LM else "accuracy"
-
-
-def is_better(task: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new < old if task == CAUSAL_LM else new > old
 
 
 class DistillModule(nn.Module):
@@ -53,13 +43,13 @@ class DistillModule(nn.Module):
     """
 
     def __init__(self, student: nn.Module, projections: nn.ModuleList | None, *, hidden: bool, attentions: bool,
-                 causal_lm: bool) -> None:
+                 model_kwargs: dict[str, Any]) -> None:
         super().__init__()
         self.student = student
         self.projections = projections
         self.want_hidden = hidden
         self.want_attentions = attentions
-        self.extra = {"use_cache": False} if causal_lm else {}
+        self.extra = dict(model_kwargs)
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, Any]:
         out = self.student(**inputs, output_hidden_states=self.want_hidden, output_attentions=self.want_attentions,
@@ -101,32 +91,12 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
 
 
-def compute_losses(task: str, config: DistillConfig, out: dict[str, Any], targets: dict[str, Any],
+def compute_losses(task: Task, config: DistillConfig, out: dict[str, Any], targets: dict[str, Any],
                    batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted sum of the enabled losses, and each term's value for the progress line."""
-    logits = out["logits"]
+    """The weighted sum of the enabled losses, and each term's value for the progress line. The
+    output-level terms (KD, CE) are the task's; hidden-state and attention terms are shared."""
     mask = batch.get("attention_mask")
-    parts: dict[str, torch.Tensor] = {}
-    if task == CAUSAL_LM:
-        vocab = logits.shape[-1]
-        flat = logits.reshape(-1, vocab)
-        flat_mask = mask.reshape(-1) if mask is not None else None
-        if config.alpha_kd:
-            if "topk_values" in targets:
-                k = targets["topk_values"].shape[-1]
-                parts["kd"] = losses.kd_loss_topk(flat, targets["topk_values"].reshape(-1, k),
-                                                  targets["topk_indices"].reshape(-1, k), config.temperature, flat_mask)
-            else:
-                parts["kd"] = losses.kd_loss(flat, targets["logits"].reshape(-1, vocab), config.temperature, flat_mask)
-        if config.alpha_ce:
-            ids = batch["input_ids"]
-            shifted_mask = mask[:, 1:].reshape(-1) if mask is not None else None
-            parts["ce"] = losses.ce_loss(logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1), shifted_mask)
-    else:
-        if config.alpha_kd:
-            parts["kd"] = losses.kd_loss(logits, targets["logits"], config.temperature)
-        if config.alpha_ce:
-            parts["ce"] = losses.ce_loss(logits, batch["labels"])
+    parts: dict[str, torch.Tensor] = task.output_losses(config, out["logits"], targets, batch)
     if config.alpha_hidden:
         terms = [losses.hidden_loss(s, t, mask, config.hidden_loss) for s, t in zip(out["hidden"], targets["hidden"])]
         parts["hidden"] = torch.stack(terms).mean()
@@ -160,7 +130,7 @@ def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[s
 
 
 class Distiller:
-    def __init__(self, accelerator: Any, *, task: str, config: DistillConfig, teacher: nn.Module, student: nn.Module,
+    def __init__(self, accelerator: Any, *, task: Task, config: DistillConfig, teacher: nn.Module, student: nn.Module,
                  layer_map: tuple[int, ...], teacher_width: int, student_width: int, train: Rows, eval_rows: Rows | None,
                  checkpoint_dir: Path, fingerprint: dict[str, Any]) -> None:
         self.acc = accelerator
@@ -170,7 +140,7 @@ class Distiller:
         self.train_rows = train
         self.eval_rows = eval_rows
         self.checkpoint_dir = checkpoint_dir
-        self.metric = metric_name(task)
+        self.metric = task.metric
         device = accelerator.device
         self.teacher = teacher.to(device).eval()
         for p in self.teacher.parameters():
@@ -178,7 +148,7 @@ class Distiller:
         projections = (make_projections(student_width, teacher_width, len(layer_map))
                        if config.alpha_hidden else None)
         self.module = DistillModule(student, projections, hidden=config.alpha_hidden > 0,
-                                    attentions=config.alpha_attn > 0, causal_lm=task == CAUSAL_LM)
+                                    attentions=config.alpha_attn > 0, model_kwargs=task.model_kwargs)
         self.sampler = BucketBatchSampler(train.lengths(), config.batch_size, config.seed)
         # A private generator: each DataLoader iteration draws a seed from it, which would otherwise
         # come from the global RNG and shift dropout masks between a resumed and an uninterrupted run.
@@ -213,7 +183,7 @@ class Distiller:
         config = self.config
         if not config.cache_teacher or config.needs_teacher_internals:
             return None
-        if self.task == CAUSAL_LM and self.total_steps <= self.steps_per_epoch:
+        if not self.task.cache_worthwhile(self.total_steps, self.steps_per_epoch):
             return None
         return TeacherCache()
 
@@ -223,16 +193,13 @@ class Distiller:
             cached = self.cache.get(indices, self.acc.device)
             if cached is not None:
                 return cached
-        kwargs: dict[str, Any] = {"use_cache": False} if self.task == CAUSAL_LM else {}
         want_hidden, want_attn = self.config.alpha_hidden > 0, self.config.alpha_attn > 0
         with torch.no_grad(), self.acc.autocast():
             out = self.teacher(**model_inputs(batch), output_hidden_states=want_hidden,
-                               output_attentions=want_attn, **kwargs)
-        if self.cache is not None and self.task == CAUSAL_LM:
-            values, indices_k = losses.topk_targets(out.logits, self.config.top_k)
-            targets: dict[str, Any] = {"topk_values": values, "topk_indices": indices_k}
-        else:
-            targets = {"logits": out.logits.float()}
+                               output_attentions=want_attn, **self.task.model_kwargs)
+        # Cached targets are cache-sized (an LM's top-k); live ones are the full logits.
+        top_k = self.config.top_k if self.cache is not None else None
+        targets: dict[str, Any] = self.task.teacher_targets(out.logits, top_k=top_k)
         if self.cache is not None:
             self.cache.put(indices, targets)
         if want_hidden:
@@ -250,27 +217,17 @@ class Distiller:
         model.eval()
         batches = eval_batches(rows, self.config.batch_size * 2)[acc.process_index :: acc.num_processes]
         totals = torch.zeros(2, dtype=torch.float64, device=acc.device)
-        kwargs: dict[str, Any] = {"use_cache": False} if self.task == CAUSAL_LM else {}
         with torch.no_grad():
             for indices in batches:
                 batch = {k: v.to(acc.device) for k, v in rows.collate(indices).items()}
                 with acc.autocast():
-                    logits = model(**model_inputs(batch), **kwargs).logits.float()
-                if self.task == CAUSAL_LM:
-                    ids = batch["input_ids"]
-                    nll = torch.nn.functional.cross_entropy(
-                        logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
-                    )
-                    totals[0] += nll.double()
-                    totals[1] += ids[:, 1:].numel()
-                else:
-                    correct = (logits.argmax(-1) == batch["labels"]).sum()
-                    totals[0] += correct.double()
-                    totals[1] += len(indices)
+                    logits = model(**model_inputs(batch), **self.task.model_kwargs).logits.float()
+                numerator, denominator = self.task.eval_sums(logits, batch)
+                totals[0] += numerator.double()
+                totals[1] += denominator
         totals = acc.reduce(totals, reduction="sum")
         model.train(was_training)
-        value = float(totals[0] / totals[1].clamp_min(1))
-        return math.exp(value) if self.task == CAUSAL_LM else value
+        return self.task.eval_value(float(totals[0] / totals[1].clamp_min(1)))
 
     def _eval_student(self) -> None:
         if self.eval_rows is None:
@@ -281,7 +238,7 @@ class Distiller:
         state.curve.append({"step": state.step, "epoch": round(state.step / self.steps_per_epoch, 4), self.metric: value})
         if self.acc.is_main_process and not progress.enabled():  # a log line where no bar is shown
             progress.status(f"step {state.step}/{self.total_steps}: {self.metric} {value:.4g}")
-        if is_better(self.task, value, state.best_metric):
+        if self.task.better(value, state.best_metric):
             state.best_metric, state.best_step = value, state.step
             self.best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
 

@@ -12,9 +12,8 @@ from compressor import progress
 from compressor.artifact import ONNX, PYTORCH, StageTimer, open_artifact, staged_output, write_manifest
 from compressor.devices import require_device
 from compressor.errors import BadInputError, RuntimeFailureError
+from compressor import tasks
 from compressor.export.config import ExportConfig
-from compressor.export.parity import compare, parity_batches
-from compressor.families.base import CAUSAL_LM, ONNX_EXPORT_TASKS
 from compressor.inference import OnnxRunner, TorchRunner
 from compressor.loading import load_model, load_tokenizer
 
@@ -39,15 +38,6 @@ def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
     shutil.rmtree(optimized_dir)
 
 
-def export_task(source: Any) -> str:
-    """optimum's exporter builds the dummy KV cache with ``config.n_head`` heads in every layer, which a
-    head-pruned causal LM (``config.pruned_heads``, written by ``compress prune``) no longer has: such a
-    model is exported without the cache (``ORTModelForCausalLM`` runs it with ``use_cache=False``)."""
-    if source.task == CAUSAL_LM and source.config.get("pruned_heads"):
-        return "text-generation"
-    return ONNX_EXPORT_TASKS[source.task]
-
-
 def graph_summary(onnx_file: Path) -> dict[str, Any]:
     import onnx
 
@@ -68,20 +58,21 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     if source.stages and any(s.stage == "quantize" for s in source.stages):
         raise BadInputError(f"{source.path}: is a quantized PyTorch artifact; export the float model, then quantize the ONNX")
     require_device(config.device)
+    task = tasks.get(source.task)
+    export_task = task.export_task_for(source.config)
     tokenizer = load_tokenizer(source.path)
     label2id = source.config.get("label2id")
     # Read parity data before any work so a bad file fails fast with nothing written.
-    max_length = min(config.max_length, source.config.get("n_positions") or source.config.get("max_position_embeddings") or config.max_length)
-    batches = parity_batches(
-        source.task, tokenizer, config.parity_data, label2id=label2id, samples=config.parity_samples, max_length=max_length
-    )
+    max_length = source.family.clamp_length(source.config, config.max_length)
+    batches = task.parity_batches(tokenizer, config.parity_data, label2id=label2id, samples=config.parity_samples,
+                                  max_length=max_length)
     timer = StageTimer()
     source_hash = source.content_hash()
 
     from optimum.exporters.onnx import onnx_export_from_model
 
     model = load_model(source, allow_pickle=allow_pickle)
-    if source.task == CAUSAL_LM and not export_task(source).endswith("-with-past"):
+    if task.generates and not export_task.endswith("-with-past"):
         # Written into the exported config.json, so ORTModelForCausalLM generates without a cache.
         model.config.use_cache = False
     with staged_output(dst, sources=[source.path], force=force) as out:
@@ -90,7 +81,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
             onnx_export_from_model(
                 model,
                 out,
-                task=export_task(source),
+                task=export_task,
                 opset=config.opset,
                 device=config.device,
                 preprocessors=[tokenizer],
@@ -104,15 +95,15 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         onnx_file = out / "model.onnx"
 
         progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
-        reference = TorchRunner(model, device=config.device)
+        reference = TorchRunner(model, device=config.device, task=task)
         candidate = OnnxRunner(onnx_file, device=config.device)
-        parity = compare(source.task, reference, candidate, batches)
+        parity = task.compare(reference, candidate, batches)
         parity["atol"] = config.tolerance
         parity["inputs"] = config.parity_data.path if config.parity_data else "built-in sentences"
         report: dict[str, Any] = {
             "onnx_file": "model.onnx",
-            "export_task": export_task(source),
-            "with_past": export_task(source).endswith("-with-past"),
+            "export_task": export_task,
+            "with_past": export_task.endswith("-with-past"),
             "graph": graph_summary(onnx_file),
             "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
             "parity": parity,

@@ -1,7 +1,7 @@
 """Model families the tool supports, detected from a checkpoint's ``config.json``.
 
-A family knows its model types, the tasks it serves and how to reach its layers; stages ask the
-family instead of branching on ``model_type`` themselves.
+A family knows its model types, the tasks it serves, its layers, its pruning surgery and its quirks;
+stages ask the family instead of branching on ``model_type`` or a family name (see ``base.Family``).
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from compressor.errors import BadInputError
-from compressor.families.base import CAUSAL_LM, CLASSIFICATION, ENCODER, Family
+from compressor.families.base import Family
 from compressor.families.bert import BERT
-from compressor.families.gpt2 import GPT2
+from compressor.families.gpt2 import GPT2_FAMILY
 
-FAMILIES: tuple[Family, ...] = (BERT, GPT2)
+# The registry: a new family is one module plus its entry here.
+FAMILIES: tuple[Family, ...] = (BERT, GPT2_FAMILY)
 
 __all__ = [
-    "CAUSAL_LM",
-    "CLASSIFICATION",
-    "ENCODER",
     "FAMILIES",
     "Family",
+    "by_model_type",
     "family_by_name",
     "read_config",
     "detect",
@@ -58,6 +57,16 @@ def family_by_name(name: str) -> Family:
         if family.name == name:
             return family
     raise BadInputError(f"unknown model family {name!r}; supported: {', '.join(f.name for f in FAMILIES)}")
+
+
+def by_model_type(model_type: str) -> Family:
+    """The family of a ``model_type`` (e.g. of an in-memory model's ``config.model_type``)."""
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    raise BadInputError(
+        f"model_type {model_type!r} is not supported; supported model types: {', '.join(supported_model_types())}"
+    )
 
 
 def detect(config: dict[str, Any], source: Path | str = "config.json") -> tuple[Family, str]:

@@ -1,22 +1,13 @@
-"""BERT family: bert (MiniLM is a bert), distilbert and roberta encoders."""
+"""BERT family: bert (MiniLM is a bert), distilbert and roberta encoders, and their pruning surgery."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from compressor.families.base import CLASSIFICATION, ENCODER, Family
-
-BERT = Family(
-    name="bert",
-    model_types=("bert", "distilbert", "roberta"),
-    tasks=(CLASSIFICATION, ENCODER),
-    architecture_tasks=(("ForSequenceClassification", CLASSIFICATION), ("Model", ENCODER)),
-    default_task=ENCODER,
-)
-
+from compressor.families.base import Family, Shape, renumber
 
 # Where each model type keeps its stack of transformer blocks (under ``model.base_model``) and the
-# config field that counts them. Used by stages that take layers out (distill's students).
+# config field that counts them.
 _LAYER_STACKS = {"bert": ("encoder", "layer", "num_hidden_layers"),
                  "roberta": ("encoder", "layer", "num_hidden_layers"),
                  "distilbert": ("transformer", "layer", "n_layers")}
@@ -35,3 +26,76 @@ def set_layers(model: Any, modules: list[Any]) -> None:
     outer, inner, count = _LAYER_STACKS[model.config.model_type]
     setattr(getattr(model.base_model, outer), inner, torch.nn.ModuleList(modules))
     setattr(model.config, count, len(modules))
+    renumber(modules)
+
+
+class BertSurgery:
+    """Where a BERT/RoBERTa block keeps its heads and FFN, in the layout the pruning code expects."""
+
+    shape = Shape(layers="num_hidden_layers", heads="num_attention_heads", hidden="hidden_size",
+                  ffn="intermediate_size")
+
+    def blocks(self, model: Any) -> Any:
+        return layers(model)
+
+    def set_blocks(self, model: Any, modules: list[Any]) -> None:
+        set_layers(model, modules)
+
+    def heads(self, block: Any) -> tuple[int, int]:
+        attention = block.attention.self
+        return attention.num_attention_heads, attention.attention_head_size
+
+    def pruned_heads(self, block: Any) -> set[int]:
+        return set(block.attention.pruned_heads)
+
+    def head_output(self, block: Any) -> Any:
+        """The module whose input is the concatenated per-head context (where a head mask goes)."""
+        return block.attention.output.dense
+
+    def head_weights(self, block: Any) -> tuple[Any, Any, Any, Any]:
+        """q, k, v as [heads*head_dim, hidden] and the output projection as [hidden, heads*head_dim]."""
+        attention = block.attention
+        return (attention.self.query.weight, attention.self.key.weight, attention.self.value.weight,
+                attention.output.dense.weight)
+
+    def ffn_output(self, block: Any) -> Any:
+        """The module whose input is the FFN activation (where a neuron mask goes)."""
+        return block.output.dense
+
+    def ffn_weights(self, block: Any) -> tuple[Any, Any]:
+        """FFN in as [width, hidden] and out as [hidden, width]."""
+        return block.intermediate.dense.weight, block.output.dense.weight
+
+    def prune_ffn(self, block: Any, keep: Any) -> None:
+        from transformers.pytorch_utils import prune_linear_layer
+
+        block.intermediate.dense = prune_linear_layer(block.intermediate.dense, keep, dim=0)
+        block.output.dense = prune_linear_layer(block.output.dense, keep, dim=1)
+
+    def ffn_width(self, config: dict[str, Any]) -> int:
+        return int(config["intermediate_size"])
+
+    def set_ffn_width(self, config: Any, width: int) -> None:
+        config.intermediate_size = width
+
+
+class Bert(Family):
+    name = "bert"
+    model_types = ("bert", "distilbert", "roberta")
+    architecture_tasks = (("ForSequenceClassification", "text-classification"), ("Model", "feature-extraction"))
+    default_task = "feature-extraction"
+    structural_model_types = ("bert", "roberta")
+    layer_keys = ("num_hidden_layers", "n_layers")
+    width_keys = ("hidden_size", "dim")
+
+    def layers(self, model: Any) -> Any:
+        return layers(model)
+
+    def set_layers(self, model: Any, modules: list[Any]) -> None:
+        set_layers(model, modules)
+
+    def surgery(self, model_type: str) -> BertSurgery | None:
+        return BertSurgery() if model_type in self.structural_model_types else None
+
+
+BERT = Bert()

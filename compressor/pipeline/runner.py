@@ -1,6 +1,9 @@
-"""Running a recipe: each stage through its own CLI command, artifact to artifact, resumable.
+"""Running a recipe: each stage through the library's stage API (``compressor.stages``), artifact to
+artifact, resumable.
 
-A stage's output lands in RUN_DIR/<stage>. ``run.json`` in RUN_DIR records, per stage, the exact
+Every stage is resolved and checked before any stage runs: its options through the same parser and
+typed config the command uses, every input artifact, data file and reference. The run directory is
+created only once all of that has passed. A stage's output lands in RUN_DIR/<stage>. ``run.json`` in RUN_DIR records, per stage, the exact
 arguments, the content hashes of what it read and of what it wrote; with ``resume`` a stage whose
 arguments and input hashes match a complete, unchanged output is skipped. Bench stages always run:
 they measure this machine now, and their gates decide the exit code.
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compressor import progress
+from compressor import progress, stages
 from compressor.errors import BadInputError, CompressError, GateFailedError
 from compressor.manifest import hash_directory
 from compressor.pipeline.recipe import Recipe, Stage
@@ -46,47 +49,69 @@ class PlannedStage:
     args: list[str]
     output: Path
     inputs: dict[str, Path] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    config: Any = None
 
     def command_line(self) -> str:
         return "compress " + shlex.join([self.stage.run, *self.args])
 
 
-def _command(run: str) -> Any:
-    from compressor.cli.main import LazyGroup
+def _check_paths(definition: stages.StageDef, values: dict[str, Any], where: str) -> None:
+    """Every data file and artifact an option names exists now (outputs of earlier stages aside,
+    which are never named by options)."""
+    from compressor.data.tables import check_data_path
 
-    command = LazyGroup().get_command(None, run)  # type: ignore[arg-type]
-    if command is None:
-        raise BadInputError(f"stage kind {run!r} is not available in this build of compress")
-    return command
+    for option in definition.options():
+        value = values.get(option.key)
+        if value is None or option.path is None:
+            continue
+        if option.path == "artifact" and not Path(value).is_dir():
+            raise BadInputError(f"{where}: {option.flag} {value}: no such artifact directory")
+        if option.path == "data":
+            try:
+                check_data_path(value)
+            except BadInputError as exc:
+                raise BadInputError(f"{where}: {option.flag} {exc.message}") from exc
 
 
 def plan(recipe: Recipe, run_dir: Path) -> list[PlannedStage]:
-    """Resolve every stage to a command line and check it parses (unknown options, bad types)."""
-    import click
+    """Resolve and check every stage (options, typed configs, paths, references) before anything runs."""
+    from compressor.artifact import open_artifact
 
     locations: dict[str, Path] = {name: Path(path) for name, path in recipe.inputs.items()}
+    for name, path in locations.items():
+        try:
+            open_artifact(path)
+        except BadInputError as exc:
+            raise BadInputError(f"{recipe.path}: input {name!r}: {exc.message}") from exc
     planned: list[PlannedStage] = []
     for stage in recipe.stages:
+        definition = stages.get(stage.run)
+        where = recipe.where(stage)
         output = run_dir / stage.name
         options = dict(stage.options)
-        if recipe.seed is not None and stage.run in ("distill", "prune", "quantize") and "seed" not in options:
+        has_seed = any(o.name == "seed" for o in definition.options())
+        if recipe.seed is not None and definition.writes_artifact and has_seed and "seed" not in options:
             options["seed"] = recipe.seed
         inputs = {name: locations[name] for name in stage.reads}
-        if stage.run == "bench":
+        if definition.takes == "artifacts":
+            given = {**options, "baseline": str(locations[stage.baseline]), "report-dir": str(output)}
             args = [*(str(locations[a]) for a in stage.artifacts), "--baseline", str(locations[stage.baseline])]
             args += ["--report-dir", str(output)]
         else:
+            given = dict(options)
             args = [str(locations[stage.source]), "-o", str(output), "--force"]
         args += _flag_args(options)
-        command = _command(stage.run)
-        try:
-            # Parse only: types, choices and unknown options are checked before anything runs.
-            with command.make_context(stage.run, list(args), resilient_parsing=False):
-                pass
-        except click.ClickException as exc:
-            raise BadInputError(f"{recipe.where(stage)}: {exc.format_message()}") from exc
+        reserved = {"baseline", "report-dir", "report_dir"} if definition.takes == "artifacts" else set()
+        clash = sorted(reserved & set(options))
+        if clash:
+            raise BadInputError(f"{where}: option {clash[0]!r} is set by the recipe itself ('baseline', the run "
+                                "directory); remove it from 'with'")
+        values, config = definition.parse(given, where)
+        _check_paths(definition, {k: v for k, v in values.items() if k != "baseline"}, where)
         locations[stage.name] = output
-        planned.append(PlannedStage(stage=stage, args=args, output=output, inputs=inputs))
+        planned.append(PlannedStage(stage=stage, args=args, output=output, inputs=inputs, values=values,
+                                    config=config))
     return planned
 
 
@@ -133,7 +158,6 @@ def run_recipe(
     *,
     resume: bool = False,
     dry_run: bool = False,
-    obj: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or with ``dry_run`` only plan) the recipe; returns the run report.
 
@@ -153,7 +177,14 @@ def run_recipe(
         }
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise BadInputError(f"{run_dir}: run directory already exists; pass --resume to continue it, or choose --out")
+    # Created only now that every stage has been checked; a stage that fails at run time leaves its
+    # failure recorded in run.json (and no output of its own).
     run_dir.mkdir(parents=True, exist_ok=True)
+    return _run_steps(recipe, run_dir, steps, state, resume)
+
+
+def _run_steps(recipe: Recipe, run_dir: Path, steps: list[PlannedStage], state: dict[str, Any],
+               resume: bool) -> dict[str, Any]:
     state.update({"recipe": str(recipe.path.resolve()), "name": recipe.name})
     report: dict[str, Any] = {"recipe": str(recipe.path), "run_dir": str(run_dir), "stages": []}
     gate_failure: GateFailedError | None = None
@@ -167,10 +198,12 @@ def run_recipe(
             continue
         progress.status(f"[{name}] {step.command_line()}")
         started = time.perf_counter()
+        definition = stages.get(step.stage.run)
+        stage_inputs = ([str(step.inputs[a]) for a in step.stage.artifacts] if definition.takes == "artifacts"
+                        else [str(step.inputs[step.stage.source])])
         try:
-            stage_report = _command(step.stage.run).main(
-                list(step.args), prog_name=f"compress {step.stage.run}", standalone_mode=False, obj=dict(obj or {})
-            )
+            stage_report = definition.invoke(stage_inputs, step.output, step.config, force=True,
+                                             allow_pickle=step.values.get("allow_pickle", False))
         except GateFailedError as exc:
             stage_report, gate_failure = exc.report, exc
         except CompressError as exc:

@@ -10,10 +10,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from compressor import tasks
 from compressor.artifact import PYTORCH, Artifact, open_artifact
-from compressor.data import load_classification, load_texts
 from compressor.errors import BadInputError
-from compressor.families.base import CAUSAL_LM
 from compressor.loading import load_tokenizer
 from compressor.prune.config import PruneConfig
 
@@ -39,7 +38,7 @@ def check_teacher(config: PruneConfig, source: Artifact, tokenizer: Any) -> Arti
         raise BadInputError(f"{flag}: vocab_size {t_vocab} differs from the pruned model's {s_vocab}")
     if load_tokenizer(teacher.path).get_vocab() != tokenizer.get_vocab():
         raise BadInputError(f"{flag}: its tokenizer has a different vocabulary from the pruned model's")
-    if teacher.config.get("label2id") != source.config.get("label2id") and source.task != CAUSAL_LM:
+    if tasks.get(source.task).uses_labels and teacher.config.get("label2id") != source.config.get("label2id"):
         raise BadInputError(
             f"{flag}: labels {teacher.config.get('label2id')} differ from the pruned model's "
             f"{source.config.get('label2id')}"
@@ -51,13 +50,7 @@ def check_recover_data(config: PruneConfig, source: Artifact) -> None:
     """Read the head of the training file now, so a wrong column or task fails before any work
     (the distill stage reads the whole file later)."""
     spec = dataclasses.replace(config.recover_data, limit=256)  # type: ignore[arg-type]
-    try:
-        if source.task == CAUSAL_LM:
-            load_texts(spec)
-        else:
-            load_classification(spec, label2id=source.config.get("label2id"), require_labels=False)
-    except BadInputError as exc:
-        raise BadInputError(f"--recover-data: {exc.message}") from exc
+    tasks.get(source.task).check_data("--recover-data", spec, label2id=source.config.get("label2id"))
 
 
 def recover(teacher: Artifact, student_dir: Path, work_dir: Path, config: PruneConfig,

@@ -26,9 +26,9 @@ from compressor.artifact import (
 )
 from compressor.devices import require_device
 from compressor.errors import BadInputError
-from compressor.evaluation import evaluate, task_batches
-from compressor.families.base import CAUSAL_LM
+from compressor import tasks
 from compressor.inference import TorchRunner
+from compressor.tasks.base import Task
 from compressor.loading import load_model, load_tokenizer
 from compressor.prune import calibration, importance, sparsity, structural
 from compressor.prune.config import FFN, HEADS, LAYERS, MAGNITUDE_LAYER, SEMI_2_4, STRUCTURAL, PruneConfig
@@ -40,10 +40,10 @@ PRUNED_DIR, RECOVERED_DIR = ".pruned", ".recovered"
 def _check_plan(config: PruneConfig, source: Artifact) -> Any:
     """Judge the methods against this model's config alone; returns the structural adapter."""
     model_type = source.config.get("model_type")
-    adapter = structural.adapter_for(source.family.name, model_type)
+    adapter = source.family.surgery(model_type)
     for method in config.methods:
         if method.name in STRUCTURAL and adapter is None:
-            supported = ", ".join(structural.STRUCTURAL_MODEL_TYPES.get(source.family.name, ()))
+            supported = ", ".join(source.family.structural_model_types)
             raise BadInputError(
                 f"--method {method.spec}: structural pruning is not supported for model_type {model_type!r} "
                 f"({source.family.name} family; supported: {supported}); use magnitude, magnitude-layer or 2:4"
@@ -82,11 +82,11 @@ def _score_points(adapter: Any, blocks: list[Any]) -> tuple[list, list]:
     return heads, ffn
 
 
-def _prune_structure(model: Any, adapter: Any, config: PruneConfig, task: str, calib: list | None,
+def _prune_structure(model: Any, adapter: Any, config: PruneConfig, task: Task, calib: list | None,
                      builtin: list, device: str) -> dict[str, Any]:
     """Layers, then heads and FFN neurons, in place; returns what was removed."""
     done: dict[str, Any] = {}
-    loss = calibration.task_loss(task, device) if calib else None
+    loss = task.loss_fn(device) if calib else None
     layers = config.method(LAYERS)
     if layers:
         if layers.layers is not None:
@@ -121,15 +121,9 @@ def _prune_structure(model: Any, adapter: Any, config: PruneConfig, task: str, c
     return done
 
 
-def _family_blocks(model: Any, source: Artifact) -> Any:
-    from importlib import import_module
-
-    return import_module(f"compressor.families.{source.family.name}").layers(model)
-
-
 def _sparsify(model: Any, source: Artifact, config: PruneConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     method = config.sparsity
-    weights = sparsity.target_weights(model, _family_blocks(model, source))
+    weights = sparsity.target_weights(model, source.family.layers(model))
     if method.name == SEMI_2_4:
         masks = sparsity.semi_structured_masks(weights)
     else:
@@ -169,17 +163,15 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     require_device(config.device)
     _check_output_path(Path(dst), [source.path], force)  # now, not after the pruning work
     adapter = _check_plan(config, source)
-    task, device = source.task, config.device
+    task, device = tasks.get(source.task), config.device
     tokenizer = load_tokenizer(source.path)
-    label2id = source.config.get("label2id") if task != CAUSAL_LM else None
-    positions = source.config.get("n_positions") or source.config.get("max_position_embeddings")
-    max_length = min(config.max_length, positions or config.max_length)
+    label2id = source.config.get("label2id") if task.uses_labels else None
+    max_length = source.family.clamp_length(source.config, config.max_length)
     load = dict(label2id=label2id, max_length=max_length, batch_size=16, require_labels=True)
-    calib = task_batches("--data", task, tokenizer, config.data, samples=config.calibration_samples,
+    calib = task.batches("--data", tokenizer, config.data, samples=config.calibration_samples,
                          **load) if config.data else None
     if config.eval_data:
-        eval_batches = task_batches("--eval-data", task, tokenizer, config.eval_data,
-                                    samples=config.eval_samples, **load)
+        eval_batches = task.batches("--eval-data", tokenizer, config.eval_data, samples=config.eval_samples, **load)
     else:
         eval_batches = calib
     teacher = None
@@ -192,13 +184,14 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     torch.manual_seed(config.seed)
 
     model = load_model(source, allow_pickle=allow_pickle).to(device)
-    metric_name = "perplexity" if task == CAUSAL_LM else "accuracy"
+    metric_name = task.metric
     metrics: dict[str, float] = {}
 
     def measure(label: str, current: Any) -> None:
-        if eval_batches:
-            runner = TorchRunner(current, device=device)
-            metrics[f"{metric_name}_{label}"] = evaluate(runner, task, eval_batches, desc=f"evaluating ({label})")[metric_name]
+        if eval_batches and metric_name:
+            runner = TorchRunner(current, device=device, task=task)
+            result = task.evaluate(runner, eval_batches, desc=f"evaluating ({label})")
+            metrics[f"{metric_name}_{label}"] = result.metrics[metric_name]
 
     params_before = structural.num_params(model)
     shape_before = _shape_report(adapter, model)
@@ -206,7 +199,7 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     removed = _prune_structure(model, adapter, config, task, calib, builtin, device) if adapter else {}
     if config.sparsity and config.sparsity.name == SEMI_2_4:
         # Exact check on the pruned shapes, still before any output exists.
-        weights = sparsity.target_weights(model, _family_blocks(model, source))
+        weights = sparsity.target_weights(model, source.family.layers(model))
         sparsity.check_2_4({n: (tuple(w.shape), axis) for n, (w, axis) in weights.items()})
     sparse_report, masks = None, None
     if config.sparsity and teacher is None:

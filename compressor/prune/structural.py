@@ -8,133 +8,21 @@ Everything here leaves a model that ``AutoModel*.from_pretrained`` rebuilds from
   ``n_inner`` describes the result;
 - removed layers shrink the block list and the layer count; ``pruned_heads`` is renumbered.
 
-Each family's adapter says where the parts live; the selection of what to remove is in importance.py.
+Each family's surgery adapter (``Family.surgery``) says where the parts live; the selection of what to
+remove is in importance.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from compressor import families
 from compressor.errors import BadInputError
-from compressor.families import bert as bert_family
-from compressor.families import gpt2 as gpt2_family
-
-# Model types whose structure this module knows; other members of a family get sparsity only.
-STRUCTURAL_MODEL_TYPES = {"bert": ("bert", "roberta"), "gpt2": ("gpt2",)}
 
 
-@dataclass(frozen=True)
-class Shape:
-    """What a family calls its sizes in ``config.json``."""
-
-    layers: str
-    heads: str
-    hidden: str
-    ffn: str
-
-
-class BertAdapter:
-    shape = Shape(layers="num_hidden_layers", heads="num_attention_heads", hidden="hidden_size",
-                  ffn="intermediate_size")
-
-    def blocks(self, model: Any) -> Any:
-        return bert_family.layers(model)
-
-    def set_blocks(self, model: Any, modules: list[Any]) -> None:
-        bert_family.set_layers(model, modules)
-        for index, block in enumerate(modules):
-            block.attention.self.layer_idx = index
-
-    def heads(self, block: Any) -> tuple[int, int]:
-        attention = block.attention.self
-        return attention.num_attention_heads, attention.attention_head_size
-
-    def pruned_heads(self, block: Any) -> set[int]:
-        return set(block.attention.pruned_heads)
-
-    def head_output(self, block: Any) -> Any:
-        """The module whose input is the concatenated per-head context (where a head mask goes)."""
-        return block.attention.output.dense
-
-    def head_weights(self, block: Any) -> tuple[Any, Any, Any, Any]:
-        """q, k, v as [heads*head_dim, hidden] and the output projection as [hidden, heads*head_dim]."""
-        attention = block.attention
-        return (attention.self.query.weight, attention.self.key.weight, attention.self.value.weight,
-                attention.output.dense.weight)
-
-    def ffn_output(self, block: Any) -> Any:
-        """The module whose input is the FFN activation (where a neuron mask goes)."""
-        return block.output.dense
-
-    def ffn_weights(self, block: Any) -> tuple[Any, Any]:
-        """FFN in as [width, hidden] and out as [hidden, width]."""
-        return block.intermediate.dense.weight, block.output.dense.weight
-
-    def prune_ffn(self, block: Any, keep: Any) -> None:
-        from transformers.pytorch_utils import prune_linear_layer
-
-        block.intermediate.dense = prune_linear_layer(block.intermediate.dense, keep, dim=0)
-        block.output.dense = prune_linear_layer(block.output.dense, keep, dim=1)
-
-    def ffn_width(self, config: dict[str, Any]) -> int:
-        return int(config["intermediate_size"])
-
-    def set_ffn_width(self, config: Any, width: int) -> None:
-        config.intermediate_size = width
-
-
-class GPT2Adapter:
-    shape = Shape(layers="n_layer", heads="n_head", hidden="n_embd", ffn="n_inner")
-
-    def blocks(self, model: Any) -> Any:
-        return gpt2_family.layers(model)
-
-    def set_blocks(self, model: Any, modules: list[Any]) -> None:
-        gpt2_family.set_layers(model, modules)
-        # The KV cache is indexed by layer_idx; it must follow the new numbering.
-        for index, block in enumerate(modules):
-            block.attn.layer_idx = index
-
-    def heads(self, block: Any) -> tuple[int, int]:
-        return block.attn.num_heads, block.attn.head_dim
-
-    def pruned_heads(self, block: Any) -> set[int]:
-        return set(block.attn.pruned_heads)
-
-    def head_output(self, block: Any) -> Any:
-        return block.attn.c_proj
-
-    def head_weights(self, block: Any) -> tuple[Any, Any, Any, Any]:
-        # Conv1D stores [in, out]; transpose to the Linear layout the scoring code expects.
-        attn = block.attn
-        q, k, v = attn.c_attn.weight.t().split(attn.split_size, dim=0)
-        return q, k, v, attn.c_proj.weight.t()
-
-    def ffn_output(self, block: Any) -> Any:
-        return block.mlp.c_proj
-
-    def ffn_weights(self, block: Any) -> tuple[Any, Any]:
-        return block.mlp.c_fc.weight.t(), block.mlp.c_proj.weight.t()
-
-    def prune_ffn(self, block: Any, keep: Any) -> None:
-        from transformers.pytorch_utils import prune_conv1d_layer
-
-        block.mlp.c_fc = prune_conv1d_layer(block.mlp.c_fc, keep, dim=1)
-        block.mlp.c_proj = prune_conv1d_layer(block.mlp.c_proj, keep, dim=0)
-
-    def ffn_width(self, config: dict[str, Any]) -> int:
-        return int(config.get("n_inner") or 4 * config["n_embd"])
-
-    def set_ffn_width(self, config: Any, width: int) -> None:
-        config.n_inner = width
-
-
-def adapter_for(family: str, model_type: str) -> BertAdapter | GPT2Adapter | None:
+def adapter_for(family: str, model_type: str) -> Any | None:
     """The structural adapter of a model type, or None when only sparsity is supported."""
-    if model_type not in STRUCTURAL_MODEL_TYPES.get(family, ()):
-        return None
-    return BertAdapter() if family == "bert" else GPT2Adapter()
+    return families.family_by_name(family).surgery(model_type)
 
 
 def num_params(model: Any) -> int:

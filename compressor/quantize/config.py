@@ -21,23 +21,29 @@ from compressor.errors import BadInputError
 class Method:
     name: str
     format: str  # the artifact format it applies to
-    engine: str
+    engine: str  # the library that does the work (reported)
     summary: str
+    engine_class: str  # "module:Class" implementing compressor.quantize.engine.Engine
     needs_calibration: bool = False
 
 
-# (method name, format) -> Method. int8-dynamic exists for both formats.
+_ORT = "compressor.quantize.onnx_ort:OnnxEngine"
+_TORCH_DYNAMIC = "compressor.quantize.torch_engine:DynamicEngine"
+_INC = "compressor.quantize.torch_inc:WeightOnlyEngine"
+
+# The method registry: (method name, format) -> Method. int8-dynamic exists for both formats.
 METHODS: dict[tuple[str, str], Method] = {
     (m.name, m.format): m
     for m in (
-        Method("int8-dynamic", ONNX, "onnxruntime", "INT8 weights, activations quantized at run time"),
-        Method("int8-static", ONNX, "onnxruntime", "INT8 QDQ weights and activations, calibrated", True),
-        Method("int4-weight", ONNX, "onnxruntime", "INT4 block-wise weights (MatMulNBits)"),
-        Method("fp16", ONNX, "onnxruntime", "float16 weights and compute (for GPU execution)"),
-        Method("int8-dynamic", PYTORCH, "torch.ao", "INT8 nn.Linear weights, activations quantized at run time"),
-        Method("int4", PYTORCH, "neural-compressor", "INT4 weight-only (RTN, GPTQ or AWQ)"),
-        Method("int8", PYTORCH, "neural-compressor", "INT8 weight-only (RTN, GPTQ or AWQ)"),
-        Method("smoothquant", PYTORCH, "torch.ao", "SmoothQuant W8A8: smoothed INT8 Linear", True),
+        Method("int8-dynamic", ONNX, "onnxruntime", "INT8 weights, activations quantized at run time", _ORT),
+        Method("int8-static", ONNX, "onnxruntime", "INT8 QDQ weights and activations, calibrated", _ORT, True),
+        Method("int4-weight", ONNX, "onnxruntime", "INT4 block-wise weights (MatMulNBits)", _ORT),
+        Method("fp16", ONNX, "onnxruntime", "float16 weights and compute (for GPU execution)", _ORT),
+        Method("int8-dynamic", PYTORCH, "torch.ao", "INT8 nn.Linear weights, activations quantized at run time",
+               _TORCH_DYNAMIC),
+        Method("int4", PYTORCH, "neural-compressor", "INT4 weight-only (RTN, GPTQ or AWQ)", _INC),
+        Method("int8", PYTORCH, "neural-compressor", "INT8 weight-only (RTN, GPTQ or AWQ)", _INC),
+        Method("smoothquant", PYTORCH, "torch.ao", "SmoothQuant W8A8: smoothed INT8 Linear", _TORCH_DYNAMIC, True),
     )
 }
 METHOD_NAMES = tuple(dict.fromkeys(name for name, _ in METHODS))

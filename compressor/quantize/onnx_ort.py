@@ -17,6 +17,7 @@ from typing import Any
 from compressor import progress
 from compressor.errors import RuntimeFailureError
 from compressor.quantize.config import QuantizeConfig
+from compressor.quantize.engine import Engine
 from compressor.quantize.isa import IntegerISA
 from compressor.quantize.sensitivity import Unit
 
@@ -75,8 +76,15 @@ def _remove_with_external_data(onnx_file: Path) -> None:
     onnx_file.unlink(missing_ok=True)
 
 
-class OnnxEngine:
+class OnnxEngine(Engine):
     """Builds quantized variants of one ONNX graph. ``build(float_units)`` returns a path."""
+
+    @classmethod
+    def from_artifact(cls, source: Any, method: str, config: QuantizeConfig, workdir: Path,
+                      allow_pickle: bool) -> OnnxEngine:
+        from compressor.quantize.isa import detect
+
+        return cls(source.onnx_file, method, config, detect(), workdir)
 
     def __init__(self, onnx_file: Path, method: str, config: QuantizeConfig, isa: IntegerISA, workdir: Path) -> None:
         import onnx

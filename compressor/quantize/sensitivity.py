@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from compressor import progress
-from compressor.families.base import CAUSAL_LM
+from compressor import progress, tasks
 
 
 @dataclass(frozen=True)
@@ -39,9 +38,11 @@ class Budget:
 
     @classmethod
     def for_task(cls, task: str, max_accuracy_drop: float | None, max_perplexity_increase: float | None) -> Budget | None:
-        if task == CAUSAL_LM:
-            return None if max_perplexity_increase is None else cls("perplexity", float(max_perplexity_increase))
-        return None if max_accuracy_drop is None else cls("accuracy", float(max_accuracy_drop))
+        """The budget that applies to ``task``'s metric (its ``budget_option``), or None when none is set."""
+        spec = tasks.get(task)
+        value = {"max_accuracy_drop": max_accuracy_drop,
+                 "max_perplexity_increase": max_perplexity_increase}.get(spec.budget_option or "")
+        return None if value is None else cls(spec.metric, float(value))
 
     @property
     def unit(self) -> str:

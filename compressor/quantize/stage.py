@@ -30,14 +30,15 @@ from compressor.artifact import (
     staged_output,
     write_manifest,
 )
+from compressor import tasks
 from compressor.devices import require_device
 from compressor.errors import BadInputError, GateFailedError, RuntimeFailureError
-from compressor.evaluation import EvalResult, kl_divergence, run_eval, task_batches
-from compressor.families.base import CAUSAL_LM, ENCODER
-from compressor.loading import load_model, load_tokenizer
+from compressor.loading import load_tokenizer
 from compressor.manifest import MANIFEST_NAME
-from compressor.quantize.config import QuantizeConfig, method_for
+from compressor.quantize.config import Method, QuantizeConfig, method_for
+from compressor.quantize.engine import Engine, engine_class
 from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
+from compressor.tasks.base import EvalResult, Task
 
 # Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
 RELOAD_ATOL = 1e-5
@@ -63,23 +64,18 @@ def _quantized_already(source: Artifact) -> str | None:
     return None
 
 
-def _budget(task: str, config: QuantizeConfig) -> Budget | None:
-    if task == CAUSAL_LM and config.max_accuracy_drop is not None:
-        raise BadInputError(
-            f"--max-accuracy-drop {config.max_accuracy_drop:g}: SRC is a causal LM, scored by perplexity; "
-            "use --max-perplexity-increase PERCENT"
-        )
-    if task != CAUSAL_LM and config.max_perplexity_increase is not None:
-        raise BadInputError(
-            f"--max-perplexity-increase {config.max_perplexity_increase:g}: SRC is a classifier, scored by "
-            "accuracy; use --max-accuracy-drop POINTS"
-        )
-    return Budget.for_task(task, config.max_accuracy_drop, config.max_perplexity_increase)
+_BUDGET_FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "max_perplexity_increase": "--max-perplexity-increase"}
 
 
-def _max_length(source: Artifact, requested: int) -> int:
-    limit = source.config.get("n_positions") or source.config.get("max_position_embeddings") or requested
-    return min(requested, int(limit))
+def _budget(task: Task, config: QuantizeConfig) -> Budget | None:
+    """The budget on the task's own metric; a budget on another metric is a usage error."""
+    for option, flag in _BUDGET_FLAGS.items():
+        value = getattr(config, option)
+        if value is not None and option != task.budget_option:
+            instead = f"use {_BUDGET_FLAGS[task.budget_option]}" if task.budget_option else "it has no quality metric"
+            raise BadInputError(f"{flag} {value:g}: SRC is a {task.noun}, scored by {task.metric or 'nothing'}; "
+                                f"{instead}")
+    return Budget.for_task(task.name, config.max_accuracy_drop, config.max_perplexity_increase)
 
 
 def _common_width(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, Any]]:
@@ -95,12 +91,6 @@ def _common_width(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, 
     return padded
 
 
-def _divergence(task: str, reference: EvalResult, candidate: EvalResult) -> float:
-    if task == CAUSAL_LM:  # mean |change| of per-block NLL (logits are too large to keep)
-        return float(np.mean(np.abs(candidate.block_nll - reference.block_nll)))
-    return kl_divergence(reference.log_probs, candidate.log_probs)
-
-
 def _copy_support_files(source: Path, out: Path) -> None:
     """Config, tokenizer and generation files travel with the model; weights and the manifest do not."""
     for item in source.iterdir():
@@ -109,24 +99,8 @@ def _copy_support_files(source: Path, out: Path) -> None:
             shutil.copyfile(item, out / item.name)
 
 
-def _engine(source: Artifact, config: QuantizeConfig, workdir: Path, allow_pickle: bool) -> Any:
-    method = config.method
-    if source.format == ONNX:
-        from compressor.quantize.isa import detect
-        from compressor.quantize.onnx_ort import OnnxEngine
-
-        return OnnxEngine(source.onnx_file, method, config, detect(), workdir)
-    import torch
-
-    torch.manual_seed(config.seed)
-    model = load_model(source, allow_pickle=allow_pickle)
-    if method in ("int4", "int8"):
-        from compressor.quantize.torch_inc import WeightOnlyEngine
-
-        return WeightOnlyEngine(model, method, config, source.task)
-    from compressor.quantize.torch_engine import DynamicEngine
-
-    return DynamicEngine(model, method, config, source.task)
+def _engine(source: Artifact, method: Method, config: QuantizeConfig, workdir: Path, allow_pickle: bool) -> Engine:
+    return engine_class(method.engine_class).from_artifact(source, method.name, config, workdir, allow_pickle)
 
 
 @contextlib.contextmanager
@@ -158,16 +132,15 @@ def _check_reload(source: Artifact, out: Path, recipe: dict[str, Any], model: An
     model on the built-in sentences: a format bug fails here, not in a user's pipeline."""
     import torch
 
-    from compressor.export.parity import parity_batches
     from compressor.quantize import torch_format
 
+    task = tasks.get(source.task)
     reloaded = torch_format.load_artifact(dataclasses.replace(source, path=out), recipe, task=source.task)
-    batches = parity_batches(source.task, tokenizer, None, label2id=None, samples=16, max_length=min(max_length, 32))
-    extra = {"use_cache": False} if source.task == CAUSAL_LM else {}
+    batches = task.builtin_batches(tokenizer, samples=16, max_length=min(max_length, 32))
 
     def outputs(m: Any, batch: dict[str, Any]) -> Any:
         with torch.inference_mode():
-            out = m(**{k: torch.from_numpy(v) for k, v in batch.items()}, **extra)
+            out = m(**{k: torch.from_numpy(v) for k, v in batch.items()}, **task.model_kwargs)
         return (out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state).float()
 
     diff = max(float((outputs(model, b) - outputs(reloaded, b)).abs().max()) for b in batches)
@@ -177,8 +150,8 @@ def _check_reload(source: Artifact, out: Path, recipe: dict[str, Any], model: An
     return {"max_abs_diff": diff, "inputs": "built-in sentences", "rows": int(sum(len(b["input_ids"]) for b in batches))}
 
 
-def _fall_back(engine: Any, candidate: Any, units: list[Unit], budget: Budget, before: EvalResult,
-               last: tuple[dict[str, Any], float], task: str, batches: list[dict[str, Any]]) -> tuple:
+def _fall_back(engine: Engine, candidate: Any, units: list[Unit], budget: Budget, before: EvalResult,
+               last: tuple[dict[str, Any], float], task: Task, batches: list[dict[str, Any]]) -> tuple:
     """Measure every layer's sensitivity, then return layers to float until within budget.
 
     Returns the chosen candidate, its float layer names, its metrics and loss, and the decisions for
@@ -190,10 +163,10 @@ def _fall_back(engine: Any, candidate: Any, units: list[Unit], budget: Budget, b
     def only(unit: Unit) -> tuple[dict[str, Any], float]:
         trial = engine.only(unit.name)
         try:
-            result = run_eval(engine.runner(trial), task, batches, desc=f"only {unit.name}")
+            result = task.evaluate(engine.runner(trial), batches, desc=f"only {unit.name}")
         finally:
             engine.discard(trial)
-        return result.metrics, _divergence(task, before, result)
+        return result.metrics, task.divergence(before, result)
 
     ranked = measure(units, only, budget, before.metrics)
     current = {"candidate": candidate}
@@ -201,7 +174,7 @@ def _fall_back(engine: Any, candidate: Any, units: list[Unit], budget: Budget, b
     def without(floats: list[Unit]) -> dict[str, Any]:
         engine.discard(current["candidate"])  # one candidate at a time (torch candidates are module swaps)
         current["candidate"] = engine.build([u.name for u in floats])
-        return run_eval(engine.runner(current["candidate"]), task, batches, desc=f"{len(floats)} layer(s) float").metrics
+        return task.evaluate(engine.runner(current["candidate"]), batches, desc=f"{len(floats)} layer(s) float").metrics
 
     result = fall_back(ranked, without, budget, before.metrics, last=last)
     decisions = {
@@ -212,8 +185,74 @@ def _fall_back(engine: Any, candidate: Any, units: list[Unit], budget: Budget, b
     return current["candidate"], [u.name for u in result.float_units], result.metrics, result.loss, decisions
 
 
-def _metric_names(task: str) -> tuple[str, str]:
-    return ("perplexity", "perplexity_increase_pct") if task == CAUSAL_LM else ("accuracy", "accuracy_drop_points")
+def _loss_key(task: Task) -> str:
+    return f"{task.metric}_{'drop_points' if task.higher_is_better else 'increase_pct'}"
+
+
+def _validate(source: Artifact, config: QuantizeConfig) -> tuple[Method, Task, Budget | None]:
+    """Everything that can be judged before any data is read."""
+    method = method_for(config.method, source.format)
+    reason = _quantized_already(source)
+    if reason:
+        raise BadInputError(f"{source.path}: already quantized ({reason}); quantize the float artifact instead")
+    require_device(config.device)
+    if source.format == PYTORCH and config.device != "cpu":
+        raise BadInputError(f"--device {config.device}: PyTorch quantized layers (torch.ao INT8, neural-compressor "
+                            "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")
+    if method.name == "int4-weight" and config.block_size == -1:
+        raise BadInputError("--block-size -1: int4-weight (MatMulNBits) needs a block size, e.g. 32 or 128")
+    task = tasks.get(source.task)
+    if task.metric is None and config.eval_data is not None:
+        raise BadInputError(f"--eval-data: {source.path} is a {task.name} model (no task head to score); "
+                            "quality can be measured for classifiers and causal LMs")
+    budget = _budget(task, config)
+    if config.calib_data is not None and not (method.needs_calibration or config.resolved_algorithm in ("gptq", "awq")):
+        progress.status(f"note: --method {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm
+                        else "") + " does not calibrate; --calib-data is only validated")
+    return method, task, budget
+
+
+def _data(source: Artifact, task: Task, method: Method, config: QuantizeConfig, tokenizer: Any,
+          max_length: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Calibration and evaluation batches, read (and validated) before any output exists."""
+    label2id = source.config.get("label2id")
+    calib: list[dict[str, Any]] = []
+    if config.calib_data is not None:
+        # One row per batch for classifiers: padding would pollute activation ranges and statistics.
+        calib = task.batches("--calib-data", tokenizer, config.calib_data, label2id=label2id,
+                             samples=config.calib_samples, max_length=max_length,
+                             batch_size=4 if task.generates else 1, require_labels=False)
+        if method.name == "int8-static" and config.calib_method != "minmax" and not task.generates:
+            calib = _common_width(calib, tokenizer.pad_token_id or 0)
+    evaluation = None
+    if config.eval_data is not None:
+        evaluation = task.batches("--eval-data", tokenizer, config.eval_data, label2id=label2id,
+                                  samples=config.eval_samples, max_length=max_length,
+                                  batch_size=8 if task.generates else 32, require_labels=task.uses_labels)
+    return calib, evaluation
+
+
+def _measure_quality(engine: Engine, candidate: Any, units: list[Unit], task: Task, budget: Budget | None,
+                     eval_batches: list[dict[str, Any]], config: QuantizeConfig, report: dict[str, Any],
+                     fallback: dict[str, Any]) -> tuple[Any, list[str]]:
+    """Quality before and after; over budget, layers go back to float. Fills ``report``."""
+    metric, loss_key = task.metric, _loss_key(task)
+    before = task.evaluate(engine.runner(None), eval_batches, desc="evaluating float")
+    after = task.evaluate(engine.runner(candidate), eval_batches, desc="evaluating quantized")
+    loss = Budget(metric, 0.0).loss(before.metrics, after.metrics)
+    final_metrics, float_names = after.metrics, []
+    if budget is not None and not budget.within(loss):
+        candidate, float_names, final_metrics, loss, decisions = _fall_back(
+            engine, candidate, units, budget, before, (after.metrics, loss), task, eval_batches
+        )
+        fallback.update(decisions)
+    report["eval"] = {"data": config.eval_data.path, **{k: v for k, v in before.metrics.items() if k != metric}}
+    report["metrics"] = {f"{metric}_before": before.metrics[metric], f"{metric}_after": final_metrics[metric],
+                         loss_key: loss}
+    if budget is not None:
+        report["budget"] = {"flag": budget.flag, "limit": budget.limit, "loss": loss, "unit": budget.unit,
+                            "met": budget.within(loss)}
+    return candidate, float_names
 
 
 def quantize(
@@ -226,42 +265,10 @@ def quantize(
     the least sensitive one back in float.
     """
     source = open_artifact(src)
-    method = method_for(config.method, source.format)
-    reason = _quantized_already(source)
-    if reason:
-        raise BadInputError(f"{source.path}: already quantized ({reason}); quantize the float artifact instead")
-    require_device(config.device)
-    if source.format == PYTORCH and config.device != "cpu":
-        raise BadInputError(f"--device {config.device}: PyTorch quantized layers (torch.ao INT8, neural-compressor "
-                            "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")
-    if method.name == "int4-weight" and config.block_size == -1:
-        raise BadInputError("--block-size -1: int4-weight (MatMulNBits) needs a block size, e.g. 32 or 128")
-    if source.task == ENCODER and config.eval_data is not None:
-        raise BadInputError(f"--eval-data: {source.path} is a {ENCODER} model (no task head to score); "
-                            "quality can be measured for classifiers and causal LMs")
-    budget = _budget(source.task, config)
-    if config.calib_data is not None and not (method.needs_calibration or config.resolved_algorithm in ("gptq", "awq")):
-        progress.status(f"note: --method {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm
-                        else "") + " does not calibrate; --calib-data is only validated")
-
-    # Read and validate every data file before any output exists.
+    method, task, budget = _validate(source, config)
     tokenizer = load_tokenizer(source.path)
-    label2id = source.config.get("label2id")
-    max_length = _max_length(source, config.max_length)
-    is_lm = source.task == CAUSAL_LM
-    calib_batches: list[dict[str, Any]] = []
-    if config.calib_data is not None:
-        # One row per batch for classifiers: padding would pollute activation ranges and statistics.
-        calib_batches = task_batches("--calib-data", source.task, tokenizer, config.calib_data, label2id=label2id,
-                                     samples=config.calib_samples, max_length=max_length,
-                                     batch_size=4 if is_lm else 1, require_labels=False)
-        if method.name == "int8-static" and config.calib_method != "minmax" and not is_lm:
-            calib_batches = _common_width(calib_batches, tokenizer.pad_token_id or 0)
-    eval_batches: list[dict[str, Any]] | None = None
-    if config.eval_data is not None:
-        eval_batches = task_batches("--eval-data", source.task, tokenizer, config.eval_data, label2id=label2id,
-                                    samples=config.eval_samples, max_length=max_length,
-                                    batch_size=8 if is_lm else 32, require_labels=not is_lm)
+    max_length = source.family.clamp_length(source.config, config.max_length)
+    calib_batches, eval_batches = _data(source, task, method, config, tokenizer, max_length)
 
     timer = StageTimer()
     source_hash = source.content_hash()
@@ -272,7 +279,7 @@ def quantize(
             staged_output(dst, sources=[source.path], force=force) as out:
         progress.status(f"quantizing {source.path} ({source.format}, {source.family.name}, {source.task}) "
                         f"with {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm else ""))
-        engine = _engine(source, config, Path(tmp), allow_pickle)
+        engine = _engine(source, method, config, Path(tmp), allow_pickle)
         calibration = engine.calibrate(calib_batches)
         units = engine.units()
         if not units:
@@ -291,45 +298,34 @@ def quantize(
             report["calibration"] = {"data": config.calib_data.path if config.calib_data else None,
                                      "method": config.calib_method if method.name == "int8-static" else None,
                                      **calibration}
-        fallback: dict[str, Any] = {"default_float": list(getattr(engine, "default_float", []))}
-        metric, loss_key = _metric_names(source.task)
-
+        fallback: dict[str, Any] = {"default_float": list(engine.default_float)}
         if eval_batches is not None:
-            before = run_eval(engine.runner(None), source.task, eval_batches, desc="evaluating float")
-            after = run_eval(engine.runner(candidate), source.task, eval_batches, desc="evaluating quantized")
-            loss = Budget(metric, 0.0).loss(before.metrics, after.metrics)
-            final_metrics = after.metrics
-            if budget is not None and not budget.within(loss):
-                candidate, float_names, final_metrics, loss, decisions = _fall_back(
-                    engine, candidate, units, budget, before, (after.metrics, loss), source.task, eval_batches
-                )
-                fallback.update(decisions)
-            report["eval"] = {"data": config.eval_data.path, **{k: v for k, v in before.metrics.items() if k != metric}}
-            report["metrics"] = {f"{metric}_before": before.metrics[metric], f"{metric}_after": final_metrics[metric],
-                                 loss_key: loss}
-            if budget is not None:
-                report["budget"] = {"flag": budget.flag, "limit": budget.limit, "loss": loss, "unit": budget.unit,
-                                    "met": budget.within(loss)}
+            candidate, float_names = _measure_quality(engine, candidate, units, task, budget, eval_batches, config,
+                                                      report, fallback)
         report["ops"] = engine.op_counts(candidate, float_names)
         report["fallback"] = fallback
         if budget is not None and not report["budget"]["met"]:
             report["wall_time_s"] = timer.elapsed_s
             raise GateFailedError(
-                f"{metric} loss {report['budget']['loss']:.3g}{budget.unit} exceeds {budget.flag} {budget.limit:g} "
-                f"with {len(float_names)} of {len(units)} quantizable layers kept in float; nothing written to {dst}",
+                f"{task.metric} loss {report['budget']['loss']:.3g}{budget.unit} exceeds {budget.flag} "
+                f"{budget.limit:g} with {len(float_names)} of {len(units)} quantizable layers kept in float; "
+                f"nothing written to {dst}",
                 report=report,
             )
-
-        files, recipe = engine.save(candidate, out)
-        _copy_support_files(source.path, out)
-        size_after = dataclasses.replace(source, path=out).size_bytes()
-        report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
-                      compression_ratio=round(size_before / max(size_after, 1), 3))
-        if recipe is not None:
-            report["reload"] = recipe
-            report["reload_check"] = _check_reload(source, out, recipe, candidate.model, tokenizer, max_length)
+        _save(engine, candidate, source, out, report, tokenizer, max_length, size_before)
         report["wall_time_s"] = timer.elapsed_s
         write_manifest(out, source=source, source_hash=source_hash, stage="quantize", config=config.to_dict(),
                        report=report, timer=timer, fmt=source.format, seed=config.seed)
     return report
 
+
+def _save(engine: Engine, candidate: Any, source: Artifact, out: Path, report: dict[str, Any], tokenizer: Any,
+          max_length: int, size_before: int) -> None:
+    files, recipe = engine.save(candidate, out)
+    _copy_support_files(source.path, out)
+    size_after = dataclasses.replace(source, path=out).size_bytes()
+    report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
+                  compression_ratio=round(size_before / max(size_after, 1), 3))
+    if recipe is not None:
+        report["reload"] = recipe
+        report["reload_check"] = _check_reload(source, out, recipe, candidate.model, tokenizer, max_length)

@@ -16,15 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.families.base import CAUSAL_LM
+from compressor import families, tasks
 from compressor.inference import TorchRunner
 from compressor.quantize import torch_format
 from compressor.quantize.config import QuantizeConfig
+from compressor.quantize.engine import Engine
 from compressor.quantize.sensitivity import Unit
 from compressor.quantize.smoothquant import SmoothQuantLinear, activation_absmax, smooth_linear
 from compressor.quantize.torch_modules import (
     Candidate,
-    conv1d_to_linear,
     count_module_types,
     forward_batches,
     get_module,
@@ -34,12 +34,22 @@ from compressor.quantize.torch_modules import (
 )
 
 
-class TorchEngine:
+class TorchEngine(Engine):
+    @classmethod
+    def from_artifact(cls, source: Any, method: str, config: QuantizeConfig, workdir: Path,
+                      allow_pickle: bool) -> TorchEngine:
+        from compressor.loading import load_model
+
+        torch.manual_seed(config.seed)
+        return cls(load_model(source, allow_pickle=allow_pickle), method, config, source.task)
+
     def __init__(self, model: nn.Module, method: str, config: QuantizeConfig, task: str) -> None:
         self.method = method
         self.config = config
-        self.task_kwargs = {"use_cache": False} if task == CAUSAL_LM else {}
-        self.converted_conv1d = conv1d_to_linear(model) > 0
+        self.task = tasks.get(task)
+        self.task_kwargs = dict(self.task.model_kwargs)
+        # Quantizers handle nn.Linear: the family converts its own projection layers (GPT-2's Conv1D).
+        self.converted_conv1d = families.by_model_type(model.config.model_type).to_linear(model) > 0
         self.float_model = model.eval()
         self.quantized: nn.Module | None = None
         self.quantized_names: list[str] = []
@@ -62,9 +72,6 @@ class TorchEngine:
     def settings(self) -> dict[str, Any]:
         return {"conv1d_to_linear": self.converted_conv1d}
 
-    def calibrate(self, batches: list[dict[str, Any]]) -> dict[str, Any]:
-        raise NotImplementedError
-
     def _run(self, batches: list[dict[str, Any]], desc: str = "calibrating"):
         return lambda model: forward_batches(model, batches, self.task_kwargs, desc)
 
@@ -82,7 +89,7 @@ class TorchEngine:
 
     def runner(self, candidate: Candidate | None) -> TorchRunner:
         # torch.ao's quantized kernels and neural-compressor's weight-only layers run on the CPU.
-        return TorchRunner(self.float_model if candidate is None else candidate.model, device="cpu")
+        return TorchRunner(self.float_model if candidate is None else candidate.model, device="cpu", task=self.task)
 
     def op_counts(self, candidate: Candidate, float_units: list[str]) -> dict[str, Any]:
         quantized = set(self.quantized_names) - set(float_units)

@@ -25,7 +25,8 @@ from torch import nn
 
 from compressor.errors import BadInputError
 from compressor.quantize.smoothquant import SmoothQuantLinear
-from compressor.quantize.torch_modules import conv1d_to_linear, set_module, swapped
+from compressor import families
+from compressor.quantize.torch_modules import set_module, swapped
 
 FORMAT = "compress-torch-quantized"
 VERSION = 1
@@ -191,7 +192,7 @@ def load(model: nn.Module, directory: Path, recipe: dict[str, Any]) -> nn.Module
     except (SafetensorError, OSError) as exc:
         raise BadInputError(f"{path}: corrupt or truncated safetensors file ({exc})") from exc
     if recipe.get("conv1d_to_linear"):
-        conv1d_to_linear(model)
+        families.by_model_type(model.config.model_type).to_linear(model)
     modules: dict[str, dict[str, Any]] = recipe["modules"]
     # Parents (wrappers) before children: a wrapper is built around the float Linear, then its
     # ``.linear`` child is replaced by the quantized module.

@@ -1,8 +1,8 @@
 """Module surgery shared by the PyTorch methods: finding, replacing and temporarily swapping layers.
 
-GPT-2 keeps its projections in transformers' ``Conv1D`` (a Linear with a transposed weight). torch.ao
-and neural-compressor's GPTQ/AWQ only handle ``nn.Linear`` reliably, so Conv1D layers become
-``nn.Linear`` first; the conversion is exact (same product, same bias) and the loader repeats it.
+torch.ao and neural-compressor's GPTQ/AWQ only handle ``nn.Linear`` reliably, so a family whose
+projections are something else (GPT-2's ``Conv1D``) converts them first (``Family.to_linear``); the
+conversion is exact (same product, same bias) and the loader repeats it.
 """
 
 from __future__ import annotations
@@ -23,23 +23,6 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
-
-
-def conv1d_to_linear(model: nn.Module) -> int:
-    """Replace every transformers ``Conv1D`` by the equivalent ``nn.Linear``; returns how many."""
-    from transformers.pytorch_utils import Conv1D
-
-    names = [name for name, module in model.named_modules() if isinstance(module, Conv1D)]
-    for name in names:
-        conv = get_module(model, name)
-        n_in, n_out = conv.weight.shape  # Conv1D stores (in, out)
-        linear = nn.Linear(n_in, n_out, bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            linear.weight.copy_(conv.weight.t())
-            if conv.bias is not None:
-                linear.bias.copy_(conv.bias)
-        set_module(model, name, linear)
-    return len(names)
 
 
 def tied_output_linear(model: nn.Module) -> str | None:

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from compressor.artifact import open_artifact
 from compressor.data import DataSpec
 from compressor.evaluation import task_batches
-from compressor.families.base import CAUSAL_LM
+from compressor.tasks import CAUSAL_LM
 from compressor.loading import load_model, load_tokenizer
 from compressor.quantize import QuantizeConfig, torch_format
 from compressor.quantize.torch_engine import DynamicEngine

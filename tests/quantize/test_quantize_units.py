@@ -18,7 +18,8 @@ from compressor.quantize.config import QuantizeConfig, method_for
 from compressor.quantize.isa import detect
 from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
 from compressor.quantize.smoothquant import SmoothQuantLinear, smooth_linear, smoothing_scales
-from compressor.quantize.torch_modules import conv1d_to_linear, swapped, tied_output_linear
+from compressor.families.gpt2 import conv1d_to_linear
+from compressor.quantize.torch_modules import swapped, tied_output_linear
 
 DATA = DataSpec("data.tsv")
 
