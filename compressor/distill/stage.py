@@ -25,7 +25,7 @@ from compressor.distill.student import (
     layer_count,
     plan_student,
 )
-from compressor.errors import BadInputError
+from compressor.errors import BadInputError, RuntimeFailureError
 from compressor.families.base import CAUSAL_LM, CLASSIFICATION
 from compressor.loading import load_model, load_tokenizer
 
@@ -129,8 +129,14 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     teacher_metric = None
     if eval_rows is not None and config.eval_teacher:
         teacher_metric = distiller.evaluate(teacher_model, eval_rows)
-    training = distiller.run()
+    try:
+        training = distiller.run()
+    except RuntimeFailureError:
+        if main and not config.resume:  # a diverged run's checkpoints lead nowhere; keep a resumed run's
+            _remove_checkpoints(checkpoints)
+        raise
     final = distiller.final_student()
+    distiller.check_student(final)  # never write a NaN model
     report = _report(source, source_hash, plan, config, train_rows=len(train), eval_rows=eval_rows,
                      data_hash=data_hash, max_length=max_length, training=training, metric=metric,
                      teacher_metric=teacher_metric, teacher_params=teacher_params, student_params=student_params)

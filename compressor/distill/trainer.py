@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor import progress
+from compressor import finite, progress
 from compressor.distill import losses
 from compressor.distill.batches import BucketBatchSampler, Rows, eval_batches
 from compressor.distill.config import DistillConfig
@@ -276,6 +276,7 @@ class Distiller:
         if self.eval_rows is None:
             return
         student = self.acc.unwrap_model(self.module).student
+        self.check_student(student)
         value = self.evaluate(student, self.eval_rows)
         state = self.state
         state.curve.append({"step": state.step, "epoch": round(state.step / self.steps_per_epoch, 4), self.metric: value})
@@ -367,6 +368,8 @@ class Distiller:
                     targets = self.teacher_targets(batch)
                     out = self.module(**model_inputs(batch))
                     loss, parts = compute_losses(self.task, config, out, targets, batch)
+                    value = loss.item()
+                    self._check_loss(value, parts)
                     acc.backward(loss)
                     if acc.sync_gradients:
                         acc.clip_grad_norm_(self.module.parameters(), 1.0)
@@ -374,7 +377,7 @@ class Distiller:
                     self.optimizer.zero_grad()
                 state.batch_in_epoch += 1
                 state.samples += len(batch["index"]) * acc.num_processes
-                smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
+                smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
                 if not acc.sync_gradients:
                     continue
                 self.scheduler.step()
@@ -406,6 +409,16 @@ class Distiller:
             self._eval_student()
         meter.close()
         return self.report()
+
+    def _check_loss(self, value: float, parts: dict[str, float]) -> None:
+        """A NaN/inf loss stops the run (exit 3): every later step would only spread it."""
+        if not math.isfinite(value):
+            lr = self.scheduler.get_last_lr()[0]
+            finite.check_loss("distill", value, self.state.step + 1, parts,
+                              f"lr {lr:.3g}; lower --lr, or check the data and the teacher")
+
+    def check_student(self, student: nn.Module) -> None:
+        finite.check_weights("distill", f"student at step {self.state.step}", student, "lower --lr")
 
     def _metric_postfix(self) -> dict[str, str]:
         if not self.state.curve:

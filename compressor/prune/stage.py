@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from compressor import progress
+from compressor import finite, progress
 from compressor.artifact import (
     PYTORCH,
     Artifact,
@@ -225,6 +225,7 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
             measure("after_recovery", model)
             if config.sparsity:
                 sparse_report, masks = _sparsify(model, source, config)
+        finite.check_weights("prune", "pruned model", model)  # never write a NaN model
         _save(model, source, out)
         if masks is not None:
             sparsity.save_masks(out / sparsity.MASKS_FILE, masks)

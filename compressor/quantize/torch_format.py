@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor import finite
 from compressor.errors import BadInputError
 from compressor.quantize.smoothquant import SmoothQuantLinear
 from compressor.quantize.torch_modules import conv1d_to_linear, set_module, swapped
@@ -149,6 +150,7 @@ def save(model: nn.Module, out_dir: Path, *, converted_conv1d: bool) -> dict[str
             continue
         seen[identity] = key
         tensors[key] = value.detach().contiguous()
+    finite.check_weights("quantize", "quantized model", tensors)  # never write NaN/inf weights or scales
     save_file(tensors, str(out_dir / WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
     return {
         "format": FORMAT,
