@@ -63,6 +63,9 @@ def _layer_map(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: a CPU run is repeatable.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--mixed-precision", default="auto", show_default=True, help="auto, no, fp16 or bf16 (GPU).")
+@click.option("--dtype", default="auto", show_default=True,
+              help="Storage dtype of the student: auto (the teacher's), float32, float16 or bfloat16. "
+                   "Training runs in float32 either way.")
 @allow_pickle_option
 @common_options
 @click.pass_context
@@ -73,7 +76,7 @@ def command(ctx: click.Context, teacher: str, output: str, force: bool, data: st
             temperature: float, epochs: float, max_steps: int | None, batch_size: int, grad_accum: int, lr: float,
             weight_decay: float, warmup: float, max_length: int, no_cache_teacher: bool, top_k: int,
             eval_steps: int | None, checkpoint_steps: int | None, checkpoint_dir: str | None, resume: bool,
-            seed: int, device: str, mixed_precision: str, allow_pickle: bool, as_json: bool) -> None:
+            seed: int, device: str, mixed_precision: str, dtype: str, allow_pickle: bool, as_json: bool) -> None:
     """Distil TEACHER (a BERT classifier or GPT-2 LM) into a smaller student written to -o DIR.
 
     Runs data-parallel unchanged under `accelerate launch -m compressor.cli distill ...`.
@@ -90,7 +93,7 @@ def command(ctx: click.Context, teacher: str, output: str, force: bool, data: st
         alpha_kd=alpha_kd, alpha_ce=alpha_ce, alpha_hidden=alpha_hidden, alpha_attn=alpha_attn,
         hidden_loss=hidden_loss, cache_teacher=not no_cache_teacher, top_k=top_k, eval_steps=eval_steps,
         checkpoint_steps=checkpoint_steps, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, device=device,
-        mixed_precision=mixed_precision,
+        mixed_precision=mixed_precision, dtype=dtype,
     )
     report = distill(teacher, output, config, force=force, allow_pickle=allow_pickle)
     # Under `accelerate launch` every process returns; one report is enough.
@@ -100,6 +103,8 @@ def command(ctx: click.Context, teacher: str, output: str, force: bool, data: st
     summary = [
         f"wrote {output}: {student_info['layers']}-layer student ({student_info['parameters'] / 1e6:.1f}M params, "
         f"teacher {report['teacher']['parameters'] / 1e6:.1f}M), layer map {','.join(map(str, report['layer_map']))}",
+        f"{report['size_bytes'] / 1e6:.1f} MB {report['dtype']} (teacher {report['teacher']['size_bytes'] / 1e6:.1f} MB "
+        f"{report['teacher']['dtype']})",
         f"trained {training['steps']} steps ({training['epochs']:.2f} epochs, {training['samples_per_s']} samples/s)",
     ]
     metrics = report["metrics"]

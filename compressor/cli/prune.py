@@ -18,7 +18,8 @@ from compressor.cli.common import (
 def _summary(output: str, report: dict) -> list[str]:
     lines = [
         f"wrote {output}: {report['parameters'] / 1e6:.2f}M params (was {report['parameters_before'] / 1e6:.2f}M), "
-        f"{report['size_bytes'] / 1e6:.1f} MB (was {report['size_bytes_before'] / 1e6:.1f} MB); {report['methods']}"
+        f"{report['size_bytes'] / 1e6:.1f} MB {report['dtype']} (was {report['size_bytes_before'] / 1e6:.1f} MB "
+        f"{report['dtype_before']}); {report['methods']}"
     ]
     structure = report.get("structure")
     if structure:
@@ -62,6 +63,9 @@ def _summary(output: str, report: dict) -> list[str]:
 @column_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: a CPU run is repeatable.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--dtype", default="auto", show_default=True,
+              help="Storage dtype of the output: auto (the source's), float32, float16 or bfloat16. "
+                   "Pruning and recovery run in float32 either way.")
 @allow_pickle_option
 @common_options
 @click.pass_context
@@ -70,7 +74,7 @@ def command(ctx: click.Context, src: str, output: str, force: bool, method: str,
             eval_samples: int | None, max_length: int, ffn_multiple_of: int | None, recover_from: str | None,
             recover_data: str | None, recover_steps: int | None, recover_lr: float, recover_batch_size: int,
             text_column: str | None, text_pair_column: str | None, label_column: str | None, seed: int, device: str,
-            allow_pickle: bool, as_json: bool) -> None:
+            dtype: str, allow_pickle: bool, as_json: bool) -> None:
     """Prune SRC (a PyTorch checkpoint) into -o DIR: physically remove heads, FFN neurons or layers, or zero
     weights (sparsity), optionally recovering quality by distillation from the unpruned model.
 
@@ -96,6 +100,7 @@ def command(ctx: click.Context, src: str, output: str, force: bool, method: str,
         recover_batch_size=recover_batch_size,
         seed=seed,
         device=device,
+        dtype=dtype,
     )
     report = prune(src, output, config, force=force, allow_pickle=allow_pickle)
     emit(ctx, report, _summary(output, report))
