@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections import Counter
@@ -12,8 +13,9 @@ from compressor import progress
 from compressor.artifact import ONNX, PYTORCH, StageTimer, open_artifact, staged_output, write_manifest
 from compressor.devices import require_device
 from compressor.errors import BadInputError, RuntimeFailureError
+from compressor.export import past_heads
 from compressor.export.config import ExportConfig
-from compressor.export.parity import compare, parity_batches
+from compressor.export.parity import compare, decode_parity, parity_batches
 from compressor.families.base import CAUSAL_LM, ONNX_EXPORT_TASKS
 from compressor.inference import OnnxRunner, TorchRunner
 from compressor.loading import load_model, load_tokenizer
@@ -40,11 +42,7 @@ def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
 
 
 def export_task(source: Any) -> str:
-    """optimum's exporter builds the dummy KV cache with ``config.n_head`` heads in every layer, which a
-    head-pruned causal LM (``config.pruned_heads``, written by ``compress prune``) no longer has: such a
-    model is exported without the cache (``ORTModelForCausalLM`` runs it with ``use_cache=False``)."""
-    if source.task == CAUSAL_LM and source.config.get("pruned_heads"):
-        return "text-generation"
+    """optimum's task; causal LMs, head-pruned ones included (see ``past_heads``), export with the KV cache."""
     return ONNX_EXPORT_TASKS[source.task]
 
 
@@ -81,21 +79,22 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     from optimum.exporters.onnx import onnx_export_from_model
 
     model = load_model(source, allow_pickle=allow_pickle)
-    if source.task == CAUSAL_LM and not export_task(source).endswith("-with-past"):
-        # Written into the exported config.json, so ORTModelForCausalLM generates without a cache.
-        model.config.use_cache = False
+    heads = past_heads.heads_per_layer(model) if source.task == CAUSAL_LM else None
+    custom = {"model": past_heads.onnx_config(model, export_task(source), heads, [tokenizer])} if heads else None
     with staged_output(dst, sources=[source.path], force=force) as out:
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
         try:
-            onnx_export_from_model(
-                model,
-                out,
-                task=export_task(source),
-                opset=config.opset,
-                device=config.device,
-                preprocessors=[tokenizer],
-                do_validation=False,
-            )
+            with past_heads.slicing_past(model) if heads else contextlib.nullcontext():
+                onnx_export_from_model(
+                    model,
+                    out,
+                    task=export_task(source),
+                    opset=config.opset,
+                    device=config.device,
+                    preprocessors=[tokenizer],
+                    do_validation=False,
+                    custom_onnx_configs=custom,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
         if config.optimize != "O0" or config.fp16:
@@ -107,19 +106,23 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         reference = TorchRunner(model, device=config.device)
         candidate = OnnxRunner(onnx_file, device=config.device)
         parity = compare(source.task, reference, candidate, batches)
+        if export_task(source).endswith("-with-past"):  # the cache path too: greedy steps fed back
+            parity["decode"] = decode_parity(reference.model, candidate, batches[0]["input_ids"][:2, :16])
         parity["atol"] = config.tolerance
         parity["inputs"] = config.parity_data.path if config.parity_data else "built-in sentences"
         report: dict[str, Any] = {
             "onnx_file": "model.onnx",
             "export_task": export_task(source),
             "with_past": export_task(source).endswith("-with-past"),
+            "past_heads_per_layer": heads,
             "graph": graph_summary(onnx_file),
             "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
             "parity": parity,
         }
-        if parity["max_abs_diff"] > config.tolerance:
+        worst = max(parity["max_abs_diff"], parity.get("decode", {}).get("max_abs_diff", 0.0))
+        if worst > config.tolerance:
             raise RuntimeFailureError(
-                f"parity check failed: max |logit diff| {parity['max_abs_diff']:.3g} exceeds --atol "
+                f"parity check failed: max |logit diff| {worst:.3g} exceeds --atol "
                 f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
                 report=report,
             )
