@@ -326,6 +326,9 @@ def quantize(
         report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
                       compression_ratio=round(size_before / max(size_after, 1), 3))
         if recipe is not None:
+            from compressor.quantize.torch_format import write_note
+
+            write_note(out, recipe, method.name)  # after the support files: it describes this artifact
             report["reload"] = recipe
             report["reload_check"] = _check_reload(source, out, recipe, candidate.model, tokenizer, max_length)
         report["wall_time_s"] = timer.elapsed_s

@@ -10,7 +10,13 @@ tensors into them: bit-identical to what was saved.
 
 The file is deliberately not named ``model.safetensors``: ``AutoModel.from_pretrained`` would then
 "load" it with random float weights in place of the quantized ones and only warn. Instead it fails
-with a clear "no model.safetensors" error, and ``compressor.loading.load_model`` is the way in.
+("no file named ... model.safetensors ..."), ``README.txt`` in the artifact says why and how to load
+it, and ``compressor.loading.load_model`` is the way in (``LOADER``, also recorded in compress.json).
+
+No transformers-native format can hold these layers for a CPU with this project's pins
+(transformers < 4.58, no extra packages): GPTQ needs gptqmodel or auto-gptq, AWQ autoawq,
+compressed-tensors its own package, and torchao (installed with neural-compressor) is saved to
+safetensors by transformers 4.57 only for its float8 configs; the rest is pickled (refused here).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from compressor.quantize.torch_modules import conv1d_to_linear, set_module, swap
 FORMAT = "compress-torch-quantized"
 VERSION = 1
 WEIGHTS = "quantized.safetensors"
+NOTE = "README.txt"
+LOADER = "compressor.loading.load_model"
 
 DYNAMIC = "int8-dynamic-linear"
 SMOOTH = "smoothquant-wrapper"
@@ -155,11 +163,36 @@ def save(model: nn.Module, out_dir: Path, *, converted_conv1d: bool) -> dict[str
     return {
         "format": FORMAT,
         "version": VERSION,
+        "loader": LOADER,
         "weights": WEIGHTS,
         "conv1d_to_linear": converted_conv1d,
         "modules": modules,
         "aliases": aliases,
     }
+
+
+def write_note(out_dir: Path, recipe: dict[str, Any], method: str) -> None:
+    """``README.txt``: what the artifact holds and how to load it (plain transformers cannot)."""
+    kinds = ", ".join(sorted({entry["kind"] for entry in recipe["modules"].values()}))
+    module, function = LOADER.rsplit(".", 1)
+    (out_dir / NOTE).write_text(f"""\
+Quantized PyTorch model written by `compress quantize --method {method}` ({FORMAT} v{VERSION}).
+
+This is NOT a plain transformers checkpoint. The quantized layers ({kinds}) are torch.ao /
+neural-compressor modules, which no transformers quantization format loads on a CPU without extra
+packages. {WEIGHTS} holds every tensor (integer weights, scales, zero points, float layers);
+compress.json (stages[-1].report.reload) records which layer is which kind.
+
+AutoModel*.from_pretrained(this directory) fails on purpose ("no file named ... model.safetensors"),
+instead of building the model with random weights. Load it with the compress package:
+
+    from compressor.artifact import open_artifact
+    from {module} import {function}
+
+    model = {function}(open_artifact("path/to/this/directory"))  # eval mode, on the CPU
+
+config.json and the tokenizer files are the source model's; AutoTokenizer loads the tokenizer as usual.
+""")
 
 
 def _empty_module(entry: dict[str, Any], current: nn.Module) -> nn.Module:
