@@ -120,19 +120,21 @@ def decode_parity(model: Any, candidate: Any, prompts: np.ndarray, steps: int = 
     session = candidate.session
     names = [o.name for o in session.get_outputs()]
     batch, length = prompts.shape
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        out = model(input_ids=torch.from_numpy(prompts), use_cache=True)
+        out = model(input_ids=torch.from_numpy(prompts).to(device), use_cache=True)
     onnx_out = dict(zip(names, session.run(None, candidate.feeds({"input_ids": prompts}))))
     max_diff, agree = 0.0, 0
     for step in range(steps + 1):
-        ref, cand = out.logits[:, -1].float().numpy(), onnx_out["logits"][:, -1].astype(np.float32)
+        ref, cand = out.logits[:, -1].float().cpu().numpy(), onnx_out["logits"][:, -1].astype(np.float32)
         max_diff = max(max_diff, float(np.abs(ref - cand).max()))
         agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
         if step == steps:
             break
         token = ref.argmax(-1)[:, None].astype(np.int64)
         with torch.inference_mode():
-            out = model(input_ids=torch.from_numpy(token), past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=torch.from_numpy(token).to(device), past_key_values=out.past_key_values,
+                        use_cache=True)
         feeds = {"input_ids": token}
         if "attention_mask" in candidate.inputs:
             feeds["attention_mask"] = np.ones((batch, length + step + 1), dtype=np.int64)
