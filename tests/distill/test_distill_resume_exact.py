@@ -76,9 +76,9 @@ def interrupted_then_resumed(teacher: Path, out: Path, config: DistillConfig, st
 
 CASES = {
     # 64 rows / 8 = 8 steps per epoch: the interruption at step 10 is inside epoch 2, served by the cache.
-    "bert": dict(student_layers=2, batch_size=8, max_steps=14, checkpoint_steps=5, alpha_ce=0.5),
+    "bert": dict(student_layers=2, batch_size=8, max_steps=11, checkpoint_steps=5, alpha_ce=0.5),
     # 73 blocks of 32 tokens / 8 = 10 steps per epoch; the top-k cache serves epoch 2.
-    "gpt2": dict(student_layers=2, batch_size=8, max_steps=16, checkpoint_steps=4, max_length=32, top_k=8,
+    "gpt2": dict(student_layers=2, batch_size=8, max_steps=13, checkpoint_steps=4, max_length=32, top_k=8,
                  alpha_ce=0.5),
 }
 
