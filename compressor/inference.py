@@ -60,6 +60,7 @@ class OnnxRunner:
 
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers_for(device))
         self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.outputs = {o.name: o for o in self.session.get_outputs()}
         self.output = self.session.get_outputs()[0].name  # logits, or last_hidden_state
 
     def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -75,6 +76,8 @@ class OnnxRunner:
         for name, meta in self.inputs.items():
             if name.startswith("past_key_values"):
                 heads, head_dim = meta.shape[1], meta.shape[3]
+                if not isinstance(heads, int):  # a head-pruned layer: as many heads as its present output
+                    heads = self.outputs["present" + name[len("past_key_values"):]].shape[1]
                 dtype = np.float16 if "float16" in meta.type else np.float32
                 feeds[name] = np.zeros((input_ids.shape[0], heads, 0, head_dim), dtype=dtype)
         return feeds

@@ -71,12 +71,12 @@ def load_model(
     **kwargs: Any,
 ) -> Any:
     """A transformers model for a PyTorch artifact, in eval mode (quantized artifacts are rebuilt
-    from their manifest recipe, see ``compressor.quantize.torch_format``)."""
+    from their manifest recipe, see ``compressor.formats.torch_quantized``)."""
     if artifact.format != PYTORCH:
         raise BadInputError(f"{artifact.path}: is a {artifact.format} artifact; this step needs a PyTorch checkpoint")
     recipe = quantized_recipe(artifact)
     if recipe is not None:
-        from compressor.quantize.torch_format import load_artifact
+        from compressor.formats.torch_quantized import load_artifact
 
         return load_artifact(artifact, recipe, task=task or artifact.task, trust_remote_code=trust_remote_code)
     use_safetensors = check_weights(artifact.path, allow_pickle)

@@ -119,6 +119,14 @@ COLUMN_OPTIONS = (
 ALLOW_PICKLE = Option("allow-pickle", "flag", False,
                       help="Load a pickle (pytorch_model.bin) checkpoint with weights_only=True.")
 SEED = Option("seed", "int", 0, min=0, max=2**32 - 1, help="Seed: a CPU run is repeatable.")
+def dtype_option(what: str) -> Option:
+    from compressor.dtypes import DTYPES
+
+    return Option("dtype", "choice", "auto", choices=DTYPES, noun="dtype",
+                  help=f"Storage dtype of the output: auto (the {what}'s), float32, float16 or bfloat16. "
+                       "The work itself runs in float32 either way.")
+
+
 DEVICE = Option("device", "choice", "cpu", choices=("cpu", "cuda"), noun="device", help="cpu or cuda.")
 
 

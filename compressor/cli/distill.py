@@ -13,6 +13,8 @@ def _summary(output: Any, report: dict) -> list[str]:
     summary = [
         f"wrote {output}: {student_info['layers']}-layer student ({student_info['parameters'] / 1e6:.1f}M params, "
         f"teacher {report['teacher']['parameters'] / 1e6:.1f}M), layer map {','.join(map(str, report['layer_map']))}",
+        f"{report['size_bytes'] / 1e6:.1f} MB {report['dtype']} "
+        f"(teacher {report['teacher']['size_bytes'] / 1e6:.1f} MB {report['teacher']['dtype']})",
         f"trained {training['steps']} steps ({training['epochs']:.2f} epochs, {training['samples_per_s']} samples/s)",
     ]
     metrics = report["metrics"]

@@ -9,7 +9,8 @@ from compressor.stages import STAGES
 def _summary(output: str, report: dict) -> list[str]:
     lines = [
         f"wrote {output}: {report['parameters'] / 1e6:.2f}M params (was {report['parameters_before'] / 1e6:.2f}M), "
-        f"{report['size_bytes'] / 1e6:.1f} MB (was {report['size_bytes_before'] / 1e6:.1f} MB); {report['methods']}"
+        f"{report['size_bytes'] / 1e6:.1f} MB {report['dtype']} (was {report['size_bytes_before'] / 1e6:.1f} MB "
+        f"{report['dtype_before']}); {report['methods']}"
     ]
     structure = report.get("structure")
     if structure:

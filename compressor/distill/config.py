@@ -11,6 +11,7 @@ from typing import Any
 
 from compressor.data import DataSpec
 from compressor.devices import DEVICES
+from compressor.dtypes import DTYPES
 from compressor.errors import BadInputError
 
 HIDDEN_LOSSES = ("mse", "cosine")
@@ -56,6 +57,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "cpu"
     mixed_precision: str = "auto"  # auto: bf16 (or fp16) on a GPU, none on the CPU
+    dtype: str = "auto"  # storage dtype of the student written; auto: the teacher's (training is float32)
 
     def __post_init__(self) -> None:
         # --layer-map alone means "copy these teacher layers"; with --student or --student-config it only
@@ -110,6 +112,8 @@ class DistillConfig:
             raise BadInputError(
                 f"--mixed-precision {self.mixed_precision!r}: choose one of {', '.join(MIXED_PRECISION)}"
             )
+        if self.dtype not in DTYPES:
+            raise BadInputError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.mixed_precision in ("fp16", "bf16") and self.device == "cpu":
             raise BadInputError(f"--mixed-precision {self.mixed_precision} with --device cpu: mixed precision is for GPUs")
 

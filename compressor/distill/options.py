@@ -6,7 +6,7 @@ from typing import Any
 
 from compressor.distill.config import HIDDEN_LOSSES, MIXED_PRECISION, DistillConfig
 from compressor.errors import BadInputError
-from compressor.options import ALLOW_PICKLE, COLUMN_OPTIONS, DEVICE, SEED, Option, data_spec
+from compressor.options import ALLOW_PICKLE, COLUMN_OPTIONS, DEVICE, SEED, Option, data_spec, dtype_option
 
 OPTIONS = (
     Option("data", required=True, path="data", help="Training data: a labelled table (classifier) or text/JSONL corpus (LM)."),
@@ -40,6 +40,7 @@ OPTIONS = (
     SEED,
     DEVICE,
     Option("mixed-precision", "choice", "auto", choices=MIXED_PRECISION, help="auto, no, fp16 or bf16 (GPU)."),
+    dtype_option("teacher"),
     ALLOW_PICKLE,
 )
 
@@ -65,5 +66,5 @@ def build(values: dict[str, Any]) -> DistillConfig:
         alpha_attn=v["alpha_attn"], hidden_loss=v["hidden_loss"], cache_teacher=not v["no_cache_teacher"],
         top_k=v["top_k"], eval_steps=v["eval_steps"], checkpoint_steps=v["checkpoint_steps"],
         checkpoint_dir=v["checkpoint_dir"], resume=v["resume"], seed=v["seed"], device=v["device"],
-        mixed_precision=v["mixed_precision"],
+        mixed_precision=v["mixed_precision"], dtype=v["dtype"],
     )

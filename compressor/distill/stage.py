@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from compressor import progress
+from compressor import dtypes, finite, progress
 from compressor.artifact import PYTORCH, Artifact, StageTimer, _check_output_path, open_artifact, staged_output, write_manifest
 from compressor.devices import require_device
 from compressor.distill.batches import file_hash, load_rows
@@ -26,11 +26,11 @@ from compressor.distill.student import (
     plan_student,
 )
 from compressor import tasks
-from compressor.errors import BadInputError
+from compressor.errors import BadInputError, RuntimeFailureError
 from compressor.loading import load_model, load_tokenizer
 
 # Settings that do not change the trained weights; a resumed run may change them.
-_NOT_FINGERPRINTED = ("resume", "checkpoint_steps", "checkpoint_dir", "eval_teacher", "eval_steps")
+_NOT_FINGERPRINTED = ("resume", "checkpoint_steps", "checkpoint_dir", "eval_teacher", "eval_steps", "dtype")
 
 
 def checkpoint_dir_for(dst: Path, config: DistillConfig) -> Path:
@@ -125,8 +125,19 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     teacher_metric = None
     if eval_rows is not None and config.eval_teacher:
         teacher_metric = distiller.evaluate(teacher_model, eval_rows)
-    training = distiller.run()
+    try:
+        training = distiller.run()
+    except RuntimeFailureError:
+        if main and not config.resume:  # a diverged run's checkpoints lead nowhere; keep a resumed run's
+            _remove_checkpoints(checkpoints)
+        raise
     final = distiller.final_student()
+    distiller.check_student(final)  # never write a NaN model
+    teacher_dtype = dtypes.storage_dtype(source.path, source.config)
+    dtype = dtypes.resolve(config.dtype, source.path, source.config)
+    if main and dtype != "float32":  # trained in float32; only what is written takes the storage dtype
+        final = dtypes.cast(final, dtype)
+        finite.check_weights("distill", f"student in {dtype}", final, "pass --dtype float32")
     report = _report(source, source_hash, plan, config, train_rows=len(train), eval_rows=eval_rows,
                      data_hash=data_hash, max_length=max_length, training=training, metric=metric,
                      teacher_metric=teacher_metric, teacher_params=teacher_params, student_params=student_params)
@@ -135,6 +146,8 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
             final.save_pretrained(out, safe_serialization=True)
             tokenizer.save_pretrained(out)
             report["size_bytes"] = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+            report["dtype"] = dtype
+            report["teacher"].update(size_bytes=source.size_bytes(), dtype=teacher_dtype)
             write_manifest(out, source=source, source_hash=source_hash, stage="distill", config=config.to_dict(),
                            report=report, timer=timer, fmt=PYTORCH, seed=config.seed)
         _remove_checkpoints(checkpoints)

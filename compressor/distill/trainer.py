@@ -23,53 +23,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor import progress
-from compressor.distill import losses
+from compressor import finite, progress
 from compressor.distill.batches import BucketBatchSampler, Rows, eval_batches
 from compressor.distill.config import DistillConfig
+from compressor.distill.objective import DistillModule, compute_losses, make_projections, model_inputs
 from compressor.distill.teacher_cache import TeacherCache
 from compressor.errors import BadInputError
 from compressor.tasks.base import Task
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 STATE_FILE = "trainer.json"
 BEST_FILE = "best.safetensors"
-
-
-class DistillModule(nn.Module):
-    """The student plus the learned projections that map its hidden states to the teacher's width.
-
-    One module so that ``accelerator.prepare`` wraps (and all-reduces) both.
-    """
-
-    def __init__(self, student: nn.Module, projections: nn.ModuleList | None, *, hidden: bool, attentions: bool,
-                 model_kwargs: dict[str, Any]) -> None:
-        super().__init__()
-        self.student = student
-        self.projections = projections
-        self.want_hidden = hidden
-        self.want_attentions = attentions
-        self.extra = dict(model_kwargs)
-
-    def forward(self, **inputs: torch.Tensor) -> dict[str, Any]:
-        out = self.student(**inputs, output_hidden_states=self.want_hidden, output_attentions=self.want_attentions,
-                           **self.extra)
-        result: dict[str, Any] = {"logits": out.logits}
-        if self.want_hidden:
-            states = out.hidden_states[1:]  # [0] is the embedding output
-            if self.projections is not None:
-                states = [proj(h) for proj, h in zip(self.projections, states)]
-            result["hidden"] = list(states)
-        if self.want_attentions:
-            result["attentions"] = list(out.attentions)
-        return result
-
-
-def make_projections(student_width: int, teacher_width: int, layers: int) -> nn.ModuleList | None:
-    """A learned linear map per matched layer when widths differ (TinyBERT's W_h); None when equal."""
-    if student_width == teacher_width:
-        return None
-    return nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(layers))
 
 
 @dataclass
@@ -85,27 +48,6 @@ class LoopState:
     best_metric: float | None = None
     best_step: int | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
-
-
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
-
-
-def compute_losses(task: Task, config: DistillConfig, out: dict[str, Any], targets: dict[str, Any],
-                   batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted sum of the enabled losses, and each term's value for the progress line. The
-    output-level terms (KD, CE) are the task's; hidden-state and attention terms are shared."""
-    mask = batch.get("attention_mask")
-    parts: dict[str, torch.Tensor] = task.output_losses(config, out["logits"], targets, batch)
-    if config.alpha_hidden:
-        terms = [losses.hidden_loss(s, t, mask, config.hidden_loss) for s, t in zip(out["hidden"], targets["hidden"])]
-        parts["hidden"] = torch.stack(terms).mean()
-    if config.alpha_attn:
-        terms = [losses.attention_kl(s, t, mask) for s, t in zip(out["attentions"], targets["attentions"])]
-        parts["attn"] = torch.stack(terms).mean()
-    weights = {"kd": config.alpha_kd, "ce": config.alpha_ce, "hidden": config.alpha_hidden, "attn": config.alpha_attn}
-    total = sum(weights[name] * value for name, value in parts.items())
-    return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
 def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +175,7 @@ class Distiller:
         if self.eval_rows is None:
             return
         student = self.acc.unwrap_model(self.module).student
+        self.check_student(student)
         value = self.evaluate(student, self.eval_rows)
         state = self.state
         state.curve.append({"step": state.step, "epoch": round(state.step / self.steps_per_epoch, 4), self.metric: value})
@@ -267,12 +210,38 @@ class Distiller:
     def load_checkpoint(self) -> None:
         latest = self.checkpoint_dir / "latest"
         saved = check_resumable(self.checkpoint_dir, self.state.fingerprint)
+        self._refill_cache(saved["epoch"], saved["batch_in_epoch"])  # before load_state restores the RNGs
         self.acc.load_state(str(latest))
         self.state = LoopState(**saved)
         if (latest / BEST_FILE).exists():
             from safetensors.torch import load_file
 
             self.best_state = load_file(str(latest / BEST_FILE))
+
+    def _refill_cache(self, epoch: int, batch_in_epoch: int) -> None:
+        """Rebuild the teacher cache an uninterrupted run holds at this checkpoint, by replaying the
+        batches before it through ``teacher_targets`` (cached rows cost nothing; the teacher runs on
+        the batches the cache could not serve, as it did the first time).
+
+        The cache is not saved with a checkpoint (an LM's top-k cache can reach gigabytes), and it
+        cannot simply refill as the resumed run goes: a row's teacher logits depend in their last bits
+        on the batch they were computed in (its padding and neighbours), and a later epoch serves the
+        row from the cache. Recomputed in the resumed run's batches they drift (MiniLM-L6 SST-2: 47 of
+        57 student tensors differed, by up to 3e-7, after 5 resumed steps); replayed, they match.
+        """
+        if self.cache is None or (epoch == 0 and batch_in_epoch == 0):
+            return
+        shard = self.loader.batch_sampler  # this process's share of the bucketed batches
+        total = epoch * len(shard) + batch_in_epoch
+        if self.acc.is_main_process:
+            progress.status(f"resuming: replaying {total} batches through the teacher cache")
+        for current in range(epoch + 1):
+            self.sampler.epoch = current
+            for n, indices in enumerate(shard):
+                if current == epoch and n >= batch_in_epoch:
+                    break
+                batch = {k: v.to(self.acc.device) for k, v in self.train_rows.collate(indices).items()}
+                self.teacher_targets(batch)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -298,6 +267,8 @@ class Distiller:
                     targets = self.teacher_targets(batch)
                     out = self.module(**model_inputs(batch))
                     loss, parts = compute_losses(self.task, config, out, targets, batch)
+                    value = loss.item()
+                    self._check_loss(value, parts)
                     acc.backward(loss)
                     if acc.sync_gradients:
                         acc.clip_grad_norm_(self.module.parameters(), 1.0)
@@ -305,7 +276,7 @@ class Distiller:
                     self.optimizer.zero_grad()
                 state.batch_in_epoch += 1
                 state.samples += len(batch["index"]) * acc.num_processes
-                smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
+                smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
                 if not acc.sync_gradients:
                     continue
                 self.scheduler.step()
@@ -337,6 +308,16 @@ class Distiller:
             self._eval_student()
         meter.close()
         return self.report()
+
+    def _check_loss(self, value: float, parts: dict[str, float]) -> None:
+        """A NaN/inf loss stops the run (exit 3): every later step would only spread it."""
+        if not math.isfinite(value):
+            lr = self.scheduler.get_last_lr()[0]
+            finite.check_loss("distill", value, self.state.step + 1, parts,
+                              f"lr {lr:.3g}; lower --lr, or check the data and the teacher")
+
+    def check_student(self, student: nn.Module) -> None:
+        finite.check_weights("distill", f"student at step {self.state.step}", student, "lower --lr")
 
     def _metric_postfix(self) -> dict[str, str]:
         if not self.state.curve:

@@ -50,6 +50,23 @@ def graph_summary(onnx_file: Path) -> dict[str, Any]:
     }
 
 
+def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, config: ExportConfig, source: Any) -> None:
+    """optimum's export into ``out``, then onnxruntime's fusions. A model whose KV cache differs per
+    layer (head-pruned) exports with a per-layer cache, as its family says how (``Family.past_export``)."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    custom, context = source.family.past_export(model, export_task, [tokenizer])
+    try:
+        with context:
+            onnx_export_from_model(model, out, task=export_task, opset=config.opset, device=config.device,
+                                   preprocessors=[tokenizer], do_validation=False, custom_onnx_configs=custom)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
+    if config.optimize != "O0" or config.fp16:
+        progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
+        _optimize(out, config)
+
+
 def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
     """Export ``src`` to ONNX in ``dst``; returns the stage report. Exit-3 error on failed parity."""
     source = open_artifact(src)
@@ -69,48 +86,35 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     timer = StageTimer()
     source_hash = source.content_hash()
 
-    from optimum.exporters.onnx import onnx_export_from_model
-
     model = load_model(source, allow_pickle=allow_pickle)
-    if task.generates and not export_task.endswith("-with-past"):
-        # Written into the exported config.json, so ORTModelForCausalLM generates without a cache.
-        model.config.use_cache = False
+    heads = source.family.kv_heads_per_layer(model) if task.generates else None
     with staged_output(dst, sources=[source.path], force=force) as out:
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
-        try:
-            onnx_export_from_model(
-                model,
-                out,
-                task=export_task,
-                opset=config.opset,
-                device=config.device,
-                preprocessors=[tokenizer],
-                do_validation=False,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
-        if config.optimize != "O0" or config.fp16:
-            progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
-            _optimize(out, config)
+        _export_graph(model, out, export_task, tokenizer, config, source)
         onnx_file = out / "model.onnx"
 
         progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
         reference = TorchRunner(model, device=config.device, task=task)
         candidate = OnnxRunner(onnx_file, device=config.device)
         parity = task.compare(reference, candidate, batches)
+        if export_task.endswith("-with-past"):  # the cache path too: greedy steps fed back
+            prompt = batches[0]["input_ids"][:2, : max(1, min(16, max_length - 8))]  # room for 8 steps
+            parity["decode"] = task.compare_decoding(reference.model, candidate, prompt, steps=8)
         parity["atol"] = config.tolerance
         parity["inputs"] = config.parity_data.path if config.parity_data else "built-in sentences"
         report: dict[str, Any] = {
             "onnx_file": "model.onnx",
             "export_task": export_task,
             "with_past": export_task.endswith("-with-past"),
+            "past_heads_per_layer": heads,
             "graph": graph_summary(onnx_file),
             "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
             "parity": parity,
         }
-        if parity["max_abs_diff"] > config.tolerance:
+        worst = max(parity["max_abs_diff"], parity.get("decode", {}).get("max_abs_diff", 0.0))
+        if worst > config.tolerance:
             raise RuntimeFailureError(
-                f"parity check failed: max |logit diff| {parity['max_abs_diff']:.3g} exceeds --atol "
+                f"parity check failed: max |logit diff| {worst:.3g} exceeds --atol "
                 f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
                 report=report,
             )

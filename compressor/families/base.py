@@ -121,6 +121,18 @@ class Family:
         returns how many were converted (0 for families that use Linear throughout)."""
         return 0
 
+    def kv_heads_per_layer(self, model: Any) -> list[int] | None:
+        """KV heads of each layer when they differ between layers (a head-pruned model whose cache has a
+        different shape per layer), else None: the model exports with the usual cache."""
+        return None
+
+    def past_export(self, model: Any, export_task: str, preprocessors: list[Any]) -> tuple[Any, Any]:
+        """(optimum ``custom_onnx_configs`` or None, a context manager active during the export) for a
+        model whose KV cache differs per layer (``kv_heads_per_layer``)."""
+        import contextlib
+
+        return None, contextlib.nullcontext()
+
     def surgery(self, model_type: str) -> Any | None:
         """The structural pruning adapter for ``model_type``, or None when only sparsity applies."""
         return None

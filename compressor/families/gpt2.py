@@ -110,6 +110,21 @@ class GPT2(Family):
     def to_linear(self, model: Any) -> int:
         return conv1d_to_linear(model)
 
+    def kv_heads_per_layer(self, model: Any) -> list[int] | None:
+        heads = [int(block.attn.num_heads) for block in layers(model)]
+        return heads if any(h < model.config.n_head for h in heads) else None
+
+    def past_export(self, model: Any, export_task: str, preprocessors: list[Any]) -> tuple[Any, Any]:
+        import contextlib
+
+        from compressor.families import gpt2_past
+
+        heads = self.kv_heads_per_layer(model)
+        if not heads:
+            return None, contextlib.nullcontext()
+        return ({"model": gpt2_past.onnx_config(model, export_task, heads, preprocessors)},
+                gpt2_past.slicing_past(model))
+
     def surgery(self, model_type: str) -> GPT2Surgery | None:
         return GPT2Surgery() if model_type in self.structural_model_types else None
 

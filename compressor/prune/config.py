@@ -14,6 +14,7 @@ from typing import Any
 
 from compressor.data import DataSpec
 from compressor.devices import DEVICES
+from compressor.dtypes import DTYPES
 from compressor.errors import BadInputError
 
 HEADS, FFN, LAYERS = "heads", "ffn", "layers"
@@ -137,6 +138,7 @@ class PruneConfig:
     recover_options: dict[str, Any] = field(default_factory=dict)  # more DistillConfig fields, from the API
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "auto"  # storage dtype of the output; auto: the source's (pruning and recovery run in float32)
 
     def __post_init__(self) -> None:
         if isinstance(self.methods, str):  # the API and recipes may pass the CLI's spec string
@@ -158,6 +160,8 @@ class PruneConfig:
             raise BadInputError(f"--max-length {self.max_length}: must be at least 8")
         if self.device not in DEVICES:
             raise BadInputError(f"--device {self.device!r}: unknown device; choose one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise BadInputError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         recovery = {"--recover-data": self.recover_data, "--recover-steps": self.recover_steps}
         if self.recover_from is None:
             given = [flag for flag, value in recovery.items() if value is not None]

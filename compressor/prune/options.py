@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compressor.options import ALLOW_PICKLE, COLUMN_OPTIONS, DEVICE, SEED, Option, data_spec
+from compressor.options import ALLOW_PICKLE, COLUMN_OPTIONS, DEVICE, SEED, Option, data_spec, dtype_option
 from compressor.prune.config import PruneConfig, parse_methods
 
 OPTIONS = (
@@ -30,6 +30,7 @@ OPTIONS = (
     *COLUMN_OPTIONS,
     SEED,
     DEVICE,
+    dtype_option("source"),
     ALLOW_PICKLE,
 )
 
@@ -42,4 +43,5 @@ def build(values: dict[str, Any]) -> PruneConfig:
         eval_samples=v["eval_samples"], max_length=v["max_length"], ffn_multiple_of=v["ffn_multiple_of"],
         recover_from=v["recover_from"], recover_data=data_spec(v, "recover_data"), recover_steps=v["recover_steps"],
         recover_lr=v["recover_lr"], recover_batch_size=v["recover_batch_size"], seed=v["seed"], device=v["device"],
+        dtype=v["dtype"],
     )

@@ -68,6 +68,7 @@ def recover(teacher: Artifact, student_dir: Path, work_dir: Path, config: PruneC
         "seed": config.seed,
         "device": config.device,
         "eval_teacher": False,  # the prune report measures every model on the same data itself
+        "dtype": "float32",  # an intermediate: the prune stage casts what it writes
     }
     options.update(config.recover_options)
     return distill(teacher.path, work_dir, DistillConfig(**options))

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from compressor import progress
+from compressor import dtypes, finite, progress
 from compressor.artifact import (
     PYTORCH,
     Artifact,
@@ -218,6 +218,11 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
             measure("after_recovery", model)
             if config.sparsity:
                 sparse_report, masks = _sparsify(model, source, config)
+        finite.check_weights("prune", "pruned model", model)  # never write a NaN model
+        dtype = dtypes.resolve(config.dtype, source.path, source.config)
+        if dtype != "float32":  # pruned (and recovered) in float32; only what is written takes the storage dtype
+            model = dtypes.cast(model, dtype)
+            finite.check_weights("prune", f"pruned model in {dtype}", model, "pass --dtype float32")
         _save(model, source, out)
         if masks is not None:
             sparsity.save_masks(out / sparsity.MASKS_FILE, masks)
@@ -228,6 +233,7 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
         measure("final", final)
         report = _report(config, source, adapter, final, out, params_before=params_before, shape_before=shape_before,
                          removed=removed, sparse_report=sparse_report, metrics=metrics, recovery=recovery)
+        report.update(dtype_before=dtypes.storage_dtype(source.path, source.config), dtype=dtype)
         write_manifest(out, source=source, source_hash=source_hash, stage="prune", config=config.to_dict(),
                        report=report, timer=timer, fmt=PYTORCH, seed=config.seed)
     return report

@@ -9,6 +9,7 @@ onnxruntime's SmoothQuant option is not used: it imports neural-compressor's rem
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -186,8 +187,31 @@ class OnnxEngine(Engine):
         """Collect activation ranges once (static only); later builds reuse the cached ranges."""
         if self.method != "int8-static":
             return {}
-        self._build(self.workdir / "calibrated.onnx", [], batches=batches)
+        try:
+            self._build(self.workdir / "calibrated.onnx", [], batches=batches)
+        except Exception:  # noqa: BLE001 - onnxruntime asserts on a NaN range ("scale issue")
+            self._check_ranges()  # a non-finite range explains the failure better than the engine does
+            raise
+        self._check_ranges()
         return {"batches": len(batches), "rows": int(sum(len(b["input_ids"]) for b in batches))}
+
+    def _check_ranges(self) -> None:
+        """Every calibrated activation range must be finite: a NaN/inf range (activations that overflowed,
+        NaN weights) gives NaN scales and a graph that outputs NaN."""
+        if not self._calibration_cache.is_file():
+            return
+        import numpy as np
+        from onnxruntime.quantization.calibrate import load_tensors_data
+
+        for name, data in load_tensors_data(self._calibration_cache).items():
+            low, high = (float(np.max(np.abs(np.asarray(v, dtype=np.float64)))) for v in data.range_value)
+            if not (math.isfinite(low) and math.isfinite(high)):
+                lowest, highest = (np.asarray(v).reshape(-1)[:1].tolist() for v in data.range_value)
+                raise RuntimeFailureError(
+                    f"{self.float_file}: int8-static calibration range of tensor {name!r} is not finite "
+                    f"({lowest} .. {highest}); the model's activations overflow or hold NaN on the calibration "
+                    "data; nothing written"
+                )
 
     # -- building -----------------------------------------------------------------------------------
     def build(self, float_units: list[str]) -> Path:
@@ -334,12 +358,30 @@ class OnnxEngine(Engine):
         return {"by_op_type": counts, "graph_op_types": graph_op_types(model)}
 
     def save(self, candidate: Path, out_dir: Path) -> tuple[list[str], None]:
+        check_scales(candidate)  # never write a graph with NaN/inf quantization scales
         target = out_dir / "model.onnx"
         shutil.copyfile(candidate, target)
         data = Path(str(candidate) + ".data")
         if data.exists():  # not produced at these sizes, but keep external data next to its graph
             shutil.copyfile(data, out_dir / data.name)
         return [target.name], None
+
+
+def check_scales(onnx_file: Path) -> None:
+    """Raise when a quantization scale initializer of the graph is NaN or infinite."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    for init in model.graph.initializer:
+        if "scale" not in init.name.lower() or init.data_type not in floats or init.external_data:
+            continue
+        values = numpy_helper.to_array(init).astype(np.float64)
+        if not np.isfinite(values).all():
+            kind = "nan" if np.isnan(values).any() else "inf"
+            raise RuntimeFailureError(f"quantize: the quantized graph's scale {init.name!r} is {kind}; nothing written")
 
 
 class _Reader:

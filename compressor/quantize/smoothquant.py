@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor.formats.torch_quantized import SmoothQuantLinear
+
 MIN_SCALE = 1e-5
 
 
@@ -36,18 +38,6 @@ def smoothing_scales(act_absmax: torch.Tensor, weight: torch.Tensor, alpha: floa
 def smooth_weight(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """``W diag(s)``: column j multiplied by s_j."""
     return weight * scales.to(weight.dtype).unsqueeze(0)
-
-
-class SmoothQuantLinear(nn.Module):
-    """``linear(x * input_scale)`` where ``input_scale = 1/s`` and ``linear`` holds ``W diag(s)``."""
-
-    def __init__(self, linear: nn.Module, input_scale: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("input_scale", input_scale.detach().clone().float())
-        self.linear = linear
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x * self.input_scale.to(x.dtype))
 
 
 def smooth_linear(linear: nn.Linear, act_absmax: torch.Tensor, alpha: float) -> SmoothQuantLinear:

@@ -132,7 +132,7 @@ def _check_reload(source: Artifact, out: Path, recipe: dict[str, Any], model: An
     model on the built-in sentences: a format bug fails here, not in a user's pipeline."""
     import torch
 
-    from compressor.quantize import torch_format
+    from compressor.formats import torch_quantized as torch_format
 
     task = tasks.get(source.task)
     reloaded = torch_format.load_artifact(dataclasses.replace(source, path=out), recipe, task=source.task)
@@ -312,7 +312,7 @@ def quantize(
                 f"nothing written to {dst}",
                 report=report,
             )
-        _save(engine, candidate, source, out, report, tokenizer, max_length, size_before)
+        _save(engine, candidate, source, out, report, tokenizer, max_length, size_before, method.name)
         report["wall_time_s"] = timer.elapsed_s
         write_manifest(out, source=source, source_hash=source_hash, stage="quantize", config=config.to_dict(),
                        report=report, timer=timer, fmt=source.format, seed=config.seed)
@@ -320,12 +320,15 @@ def quantize(
 
 
 def _save(engine: Engine, candidate: Any, source: Artifact, out: Path, report: dict[str, Any], tokenizer: Any,
-          max_length: int, size_before: int) -> None:
+          max_length: int, size_before: int, method: str) -> None:
     files, recipe = engine.save(candidate, out)
     _copy_support_files(source.path, out)
     size_after = dataclasses.replace(source, path=out).size_bytes()
     report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
                   compression_ratio=round(size_before / max(size_after, 1), 3))
     if recipe is not None:
+        from compressor.formats.torch_quantized import write_note
+
+        write_note(out, recipe, method)  # after the support files: it describes this artifact
         report["reload"] = recipe
         report["reload_check"] = _check_reload(source, out, recipe, candidate.model, tokenizer, max_length)

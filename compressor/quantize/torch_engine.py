@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor import families, tasks
+from compressor import families, finite, tasks
+from compressor.errors import RuntimeFailureError
 from compressor.inference import TorchRunner
-from compressor.quantize import torch_format
+from compressor.formats import torch_quantized as torch_format
 from compressor.quantize.config import QuantizeConfig
 from compressor.quantize.engine import Engine
 from compressor.quantize.sensitivity import Unit
@@ -100,6 +101,24 @@ class TorchEngine(Engine):
         return [recipe["weights"]], recipe
 
 
+def check_quantized(model: nn.Module, names: list[str], method: str) -> None:
+    """Raise when a quantized layer holds a NaN/inf scale or float tensor (torch.ao keeps its scales
+    inside the packed weight; neural-compressor's and SmoothQuant's are buffers)."""
+    for name in names:
+        module = get_module(model, name)
+        tensors = list(module.state_dict().items())
+        for sub, child in module.named_modules():
+            if hasattr(child, "_packed_params") and callable(getattr(child, "weight", None)):
+                weight = child.weight()
+                per_channel = weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+                scales = weight.q_per_channel_scales() if per_channel else torch.tensor([weight.q_scale()])
+                tensors.append((f"{sub}.weight_scales" if sub else "weight_scales", scales))
+        found = finite.first_nonfinite(tensors)
+        if found is not None:
+            raise RuntimeFailureError(f"quantize {method}: layer {name} has {found[1]} quantization values "
+                                      f"({found[0]}); nothing written")
+
+
 def _dynamic_qconfig(per_channel: bool) -> Any:
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
@@ -149,6 +168,7 @@ class DynamicEngine(TorchEngine):
             else:
                 module = quantize_linear_dynamic(linear, self.config.per_channel)
             set_module(quantized, name, module)
+        check_quantized(quantized, names, self.method)
         self.quantized = quantized.eval()
         self.quantized_names = names
         return info

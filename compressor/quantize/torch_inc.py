@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from compressor.quantize.torch_engine import TorchEngine
-from compressor.quantize.torch_format import prepare_inc_import
+from compressor.quantize.torch_engine import TorchEngine, check_quantized
+from compressor.formats.torch_quantized import prepare_inc_import
 
 
 def _inc_config(algorithm: str, bits: int, group_size: int, symmetric: bool) -> Any:
@@ -73,6 +73,7 @@ class WeightOnlyEngine(TorchEngine):
             if isinstance(module, MulLinear) or (isinstance(module, INCWeightOnlyLinear)
                                                  and not isinstance(parent, MulLinear)):
                 names.append(name)
+        check_quantized(quantized, names, self.method)
         self.quantized = quantized
         self.quantized_names = names
         skipped = [n for n in self.candidates_for_quantization() if n not in set(names)]

@@ -7,22 +7,15 @@ conversion is exact (same product, same bias) and the loader repeats it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
+from compressor.modules import get_module, set_module, swapped
 
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    return model.get_submodule(name)
-
-
-def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
+__all__ = ["Candidate", "count_module_types", "forward_batches", "get_module", "linear_names", "set_module",
+           "swapped", "tied_output_linear"]
 
 
 def tied_output_linear(model: nn.Module) -> str | None:
@@ -64,19 +57,6 @@ def count_module_types(model: nn.Module, quantized_names: set[str]) -> dict[str,
         entry = counts.setdefault(kind, {"quantized": 0, "float": 0})
         entry[state] += 1
     return counts
-
-
-@contextmanager
-def swapped(model: nn.Module, replacements: dict[str, nn.Module]) -> Iterator[nn.Module]:
-    """``model`` with some submodules replaced, restored on exit (used to measure one layer at a time)."""
-    originals = {name: get_module(model, name) for name in replacements}
-    try:
-        for name, module in replacements.items():
-            set_module(model, name, module)
-        yield model
-    finally:
-        for name, module in originals.items():
-            set_module(model, name, module)
 
 
 class Candidate:

@@ -56,12 +56,6 @@ class CausalLM(Task):
     distillable = True
     model_kwargs = {"use_cache": False}
 
-    def export_task_for(self, config: dict[str, Any]) -> str:
-        """optimum's exporter builds the dummy KV cache with ``config.n_head`` heads in every layer, which a
-        head-pruned causal LM (``config.pruned_heads``, written by ``compress prune``) no longer has: such a
-        model is exported without the cache (``ORTModelForCausalLM`` runs it with ``use_cache=False``)."""
-        return "text-generation" if config.get("pruned_heads") else self.export_task
-
     # -- data -----------------------------------------------------------------------------------
     def batches(self, flag: str, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None,
                 samples: int | None, max_length: int, batch_size: int, require_labels: bool) -> list[Batch]:
@@ -117,6 +111,42 @@ class CausalLM(Task):
             "perplexity_reference": metrics.perplexity(np.concatenate(ref_nll)),
             "perplexity_candidate": metrics.perplexity(np.concatenate(cand_nll)),
         }
+
+    def compare_decoding(self, model: Any, candidate: Any, prompts: np.ndarray, steps: int = 8) -> dict[str, Any]:
+        """Decoding with the KV cache in both runtimes: transformers' cache against the graph's ``present.*``
+        outputs fed back as ``past_key_values.*``. Both are given the reference's greedy token at each step
+        (so one early difference does not snowball); compared are the logits of every step."""
+        import torch
+
+        session = candidate.session
+        names = [o.name for o in session.get_outputs()]
+        batch, length = prompts.shape
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            out = model(input_ids=torch.from_numpy(prompts).to(device), use_cache=True)
+        onnx_out = dict(zip(names, session.run(None, candidate.feeds({"input_ids": prompts}))))
+        max_diff, agree = 0.0, 0
+        for step in range(steps + 1):
+            ref, cand = out.logits[:, -1].float().cpu().numpy(), onnx_out["logits"][:, -1].astype(np.float32)
+            max_diff = max(max_diff, float(np.abs(ref - cand).max()))
+            agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
+            if step == steps:
+                break
+            token = ref.argmax(-1)[:, None].astype(np.int64)
+            with torch.inference_mode():
+                out = model(input_ids=torch.from_numpy(token).to(device), past_key_values=out.past_key_values,
+                            use_cache=True)
+            feeds = {"input_ids": token}
+            if "attention_mask" in candidate.inputs:
+                feeds["attention_mask"] = np.ones((batch, length + step + 1), dtype=np.int64)
+            if "position_ids" in candidate.inputs:
+                feeds["position_ids"] = np.full((batch, 1), length + step, dtype=np.int64)
+            for name in candidate.inputs:
+                if name.startswith("past_key_values"):
+                    feeds[name] = onnx_out["present" + name[len("past_key_values"):]]
+            onnx_out = dict(zip(names, session.run(None, feeds)))
+        return {"steps": steps, "rows": batch, "prompt_length": length, "max_abs_diff": max_diff,
+                "next_token_agreement": agree / (batch * (steps + 1))}
 
     # -- distillation ---------------------------------------------------------------------------
     def training_rows(self, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None, max_length: int,

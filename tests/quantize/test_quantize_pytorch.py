@@ -15,7 +15,8 @@ from compressor.data import DataSpec
 from compressor.evaluation import task_batches
 from compressor.tasks import CAUSAL_LM
 from compressor.loading import load_model, load_tokenizer
-from compressor.quantize import QuantizeConfig, torch_format
+from compressor.formats import torch_quantized as torch_format
+from compressor.quantize import QuantizeConfig
 from compressor.quantize.torch_engine import DynamicEngine
 from compressor.quantize.torch_inc import WeightOnlyEngine
 

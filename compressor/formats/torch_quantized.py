@@ -10,7 +10,13 @@ tensors into them: bit-identical to what was saved.
 
 The file is deliberately not named ``model.safetensors``: ``AutoModel.from_pretrained`` would then
 "load" it with random float weights in place of the quantized ones and only warn. Instead it fails
-with a clear "no model.safetensors" error, and ``compressor.loading.load_model`` is the way in.
+("no file named ... model.safetensors ..."), ``README.txt`` in the artifact says why and how to load
+it, and ``compressor.loading.load_model`` is the way in (``LOADER``, also recorded in compress.json).
+
+No transformers-native format can hold these layers for a CPU with this project's pins
+(transformers < 4.58, no extra packages): GPTQ needs gptqmodel or auto-gptq, AWQ autoawq,
+compressed-tensors its own package, and torchao (installed with neural-compressor) is saved to
+safetensors by transformers 4.57 only for its float8 configs; the rest is pickled (refused here).
 """
 
 from __future__ import annotations
@@ -23,14 +29,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor import families, finite
 from compressor.errors import BadInputError
-from compressor.quantize.smoothquant import SmoothQuantLinear
-from compressor import families
-from compressor.quantize.torch_modules import set_module, swapped
+from compressor.modules import set_module, swapped
 
 FORMAT = "compress-torch-quantized"
 VERSION = 1
 WEIGHTS = "quantized.safetensors"
+NOTE = "README.txt"
+LOADER = "compressor.loading.load_model"
 
 DYNAMIC = "int8-dynamic-linear"
 SMOOTH = "smoothquant-wrapper"
@@ -38,6 +45,19 @@ WOQ = "inc-weight-only-linear"
 MUL = "inc-mul-linear"
 
 _PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
+
+
+
+class SmoothQuantLinear(nn.Module):
+    """``linear(x * input_scale)`` where ``input_scale = 1/s`` and ``linear`` holds ``W diag(s)``."""
+
+    def __init__(self, linear: nn.Module, input_scale: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("input_scale", input_scale.detach().clone().float())
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x * self.input_scale.to(x.dtype))
 
 
 def _dynamic_linear_class() -> type:
@@ -150,15 +170,41 @@ def save(model: nn.Module, out_dir: Path, *, converted_conv1d: bool) -> dict[str
             continue
         seen[identity] = key
         tensors[key] = value.detach().contiguous()
+    finite.check_weights("quantize", "quantized model", tensors)  # never write NaN/inf weights or scales
     save_file(tensors, str(out_dir / WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
     return {
         "format": FORMAT,
         "version": VERSION,
+        "loader": LOADER,
         "weights": WEIGHTS,
         "conv1d_to_linear": converted_conv1d,
         "modules": modules,
         "aliases": aliases,
     }
+
+
+def write_note(out_dir: Path, recipe: dict[str, Any], method: str) -> None:
+    """``README.txt``: what the artifact holds and how to load it (plain transformers cannot)."""
+    kinds = ", ".join(sorted({entry["kind"] for entry in recipe["modules"].values()}))
+    module, function = LOADER.rsplit(".", 1)
+    (out_dir / NOTE).write_text(f"""\
+Quantized PyTorch model written by `compress quantize --method {method}` ({FORMAT} v{VERSION}).
+
+This is NOT a plain transformers checkpoint. The quantized layers ({kinds}) are torch.ao /
+neural-compressor modules, which no transformers quantization format loads on a CPU without extra
+packages. {WEIGHTS} holds every tensor (integer weights, scales, zero points, float layers);
+compress.json (stages[-1].report.reload) records which layer is which kind.
+
+AutoModel*.from_pretrained(this directory) fails on purpose ("no file named ... model.safetensors"),
+instead of building the model with random weights. Load it with the compress package:
+
+    from compressor.artifact import open_artifact
+    from {module} import {function}
+
+    model = {function}(open_artifact("path/to/this/directory"))  # eval mode, on the CPU
+
+config.json and the tokenizer files are the source model's; AutoTokenizer loads the tokenizer as usual.
+""")
 
 
 def _empty_module(entry: dict[str, Any], current: nn.Module) -> nn.Module:
@@ -174,6 +220,17 @@ def _empty_module(entry: dict[str, Any], current: nn.Module) -> nn.Module:
     if kind == MUL:
         return mul(current, torch.ones(current.in_features))
     raise BadInputError(f"unknown quantized module kind {kind!r} in the manifest")
+
+
+def _requantize_per_channel(int8: torch.Tensor, scales: torch.Tensor, zero_points: torch.Tensor,
+                            axis: int) -> torch.Tensor:
+    """The saved int8 values as a per-channel quantized tensor, through public torch API: dequantized in
+    float64 and quantized again with the same scales, which returns exactly the saved integers
+    (each value is an integer multiple of its scale)."""
+    shape = [1] * int8.dim()
+    shape[axis] = -1
+    values = (int8.double() - zero_points.double().reshape(shape)) * scales.double().reshape(shape)
+    return torch.quantize_per_channel(values.float(), scales.double(), zero_points.long(), axis, torch.qint8)
 
 
 def load(model: nn.Module, directory: Path, recipe: dict[str, Any]) -> nn.Module:
@@ -206,9 +263,10 @@ def load(model: nn.Module, directory: Path, recipe: dict[str, Any]) -> nn.Module
         scales = tensors.pop(f"{name}.weight_scales")
         zero_points = tensors.pop(f"{name}.weight_zero_points")
         if entry["per_channel"]:
-            weight = torch._make_per_channel_quantized_tensor(int8, scales, zero_points, entry["axis"])
+            weight = _requantize_per_channel(int8, scales, zero_points, entry["axis"])
         else:
-            weight = torch._make_per_tensor_quantized_tensor(int8, float(scales[0]), int(zero_points[0]))
+            scale, zero = float(scales[0]), int(zero_points[0])
+            weight = torch.quantize_per_tensor(((int8.double() - zero) * scale).float(), scale, zero, torch.qint8)
         module.set_weight_bias(weight, tensors.pop(f"{name}.bias", None))
     for alias, target in recipe.get("aliases", {}).items():
         tensors.setdefault(alias, tensors[target])
