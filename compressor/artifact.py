@@ -22,6 +22,7 @@ from compressor import families
 from compressor.errors import BadInputError
 from compressor.families.base import Family
 from compressor.manifest import Manifest, StageRecord, hash_directory
+from compressor.scratch import remove_stale_siblings
 
 PYTORCH = "pytorch"
 ONNX = "onnx"
@@ -93,6 +94,7 @@ def _check_output_path(dst: Path, sources: list[Path], force: bool) -> None:
         raise BadInputError(f"{dst}: output already exists; pass --force to replace it")
     if dst.exists() and not dst.is_dir():
         raise BadInputError(f"{dst}: exists and is not a directory")
+    remove_stale_siblings(dst)  # what a killed run of this output left behind
 
 
 @contextmanager
@@ -101,7 +103,8 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
 
     The temporary directory is a hidden sibling of ``dst`` (same filesystem, so the final rename is
     atomic). On any exception, including KeyboardInterrupt and the SystemExit the CLI raises on
-    SIGTERM, it is removed; after a SIGKILL only the hidden ``.NAME.tmp-*`` directory remains.
+    SIGTERM, it is removed; after a SIGKILL only the hidden ``.NAME.tmp-PID-*`` directory remains,
+    and the next run writing ``dst`` removes it (``compressor.scratch.remove_stale_siblings``).
     """
     dst = Path(dst)
     _check_output_path(dst, sources, force)
@@ -111,7 +114,7 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
     try:
         yield tmp
         if dst.exists():  # --force: move the old output away first so the swap is quick
-            old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+            old = dst.parent / f".{dst.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             dst.rename(old)
             shutil.rmtree(old, ignore_errors=True)
         tmp.rename(dst)

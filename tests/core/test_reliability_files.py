@@ -1,0 +1,103 @@
+"""Reliability with files (issue #16): stale temporaries of killed runs, scratch space, non-UTF-8
+metadata, unwritable output locations, BOMs, headerless tables, progress in CI logs.
+
+Each failure case checks the CLI contract: the exit code, one line naming the culprit, no traceback,
+nothing at the output path or in hidden siblings, the inputs unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_hash
+from compressor import progress, scratch
+from compressor.data import DataSpec, load_classification, load_texts, read_table
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def one_error_line(result, *fragments: str) -> str:
+    """The single ``compress: error:`` line of a failed run; it contains every fragment."""
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("compress: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def hidden_siblings(parent: Path, name: str = "out") -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(f".{name}."))
+
+
+# ---------------------------------------------------------------------- 1. stale temporary siblings
+
+
+def _fake_sibling(parent: Path, name: str, size: int = 230_000) -> Path:
+    directory = parent / name
+    (directory / "sub").mkdir(parents=True)
+    (directory / "sub" / "model.onnx").write_bytes(b"\0" * size)
+    return directory
+
+
+def test_stale_siblings_of_dead_runs_are_removed_and_reported(tmp_path, monkeypatch, capsys):
+    dead = dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = [
+            _fake_sibling(tmp_path, f".out.tmp-{dead}-ab12cd34"),
+            _fake_sibling(tmp_path, f".out.tmp-{dead}-ab12cd34.scratch"),
+            _fake_sibling(tmp_path, f".out.old-{dead}-0123abcd"),
+            _fake_sibling(tmp_path, ".out.old-89abcdef"),  # an older version's name, without the PID
+        ]
+        kept = [
+            _fake_sibling(tmp_path, f".out.tmp-{live.pid}-ffffffff"),  # a run writing `out` right now
+            _fake_sibling(tmp_path, f".out.tmp-{os.getpid()}-eeeeeeee"),  # this very process
+            _fake_sibling(tmp_path, ".out.checkpoints"),  # distill's --resume checkpoints: not temporary
+            _fake_sibling(tmp_path, f".other.tmp-{dead}-ab12cd34"),  # another output's: not ours to judge
+            _fake_sibling(tmp_path, f".out.tmp-{dead}-notahex!"),  # not a name this tool writes
+        ]
+        removed = scratch.remove_stale_siblings(tmp_path / "out")
+    finally:
+        live.kill()
+        live.wait()
+    assert sorted(removed) == sorted(stale)
+    assert all(not p.exists() for p in stale) and all(p.exists() for p in kept)
+    err = capsys.readouterr().err
+    assert f"removed stale .out.tmp-{dead}-ab12cd34 left by a killed run (0.2 MB)" in err
+    assert len(err.strip().splitlines()) == 4
+
+
+def test_a_permission_error_means_alive(monkeypatch):
+    def kill(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", kill)
+    assert scratch.process_alive(1)
+    monkeypatch.setattr(os, "kill", lambda pid, sig: (_ for _ in ()).throw(ProcessLookupError()))
+    assert not scratch.process_alive(123456)
+
+
+def test_export_removes_the_stale_sibling_of_its_own_output(run_cli, tiny_bert_dir, tmp_path):
+    dead = dead_pid()
+    stale = _fake_sibling(tmp_path, f".out.tmp-{dead}-ab12cd34", size=2_000_000)
+    other = _fake_sibling(tmp_path, f".elsewhere.tmp-{dead}-ab12cd34")
+    result = run_cli("export-onnx", tiny_bert_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert f"removed stale .out.tmp-{dead}-ab12cd34 left by a killed run (2.0 MB)" in result.stderr
+    assert not stale.exists() and other.exists()
+    assert hidden_siblings(tmp_path) == [] and (tmp_path / "out" / "model.onnx").is_file()
+
+
