@@ -111,16 +111,21 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    old: Path | None = None
     try:
         yield tmp
         if dst.exists():  # --force: move the old output away first so the swap is quick
             old = dst.parent / f".{dst.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             dst.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
         tmp.rename(dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not dst.exists():
+            old.rename(dst)  # the swap failed: the previous output stays
         raise
+    if old is not None:  # deleted after the swap, so the output is missing only between two renames
+        shutil.rmtree(old, ignore_errors=True)
+
 
 
 class StageTimer:

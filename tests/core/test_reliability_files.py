@@ -101,3 +101,27 @@ def test_export_removes_the_stale_sibling_of_its_own_output(run_cli, tiny_bert_d
     assert hidden_siblings(tmp_path) == [] and (tmp_path / "out" / "model.onnx").is_file()
 
 
+def test_force_keeps_the_previous_output_when_the_swap_fails(tmp_path, monkeypatch):
+    from compressor.artifact import staged_output
+
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / "keep").write_text("old")
+    rename = Path.rename
+
+    def failing(self, target):
+        if self.name.startswith(".out.tmp-"):
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError):
+        with staged_output(dst, sources=[], force=True) as tmp:
+            (tmp / "new").write_text("new")
+    assert sorted(p.name for p in dst.iterdir()) == ["keep"] and hidden_siblings(tmp_path) == []
+    monkeypatch.setattr(Path, "rename", rename)
+    with staged_output(dst, sources=[], force=True) as tmp:
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in dst.iterdir()) == ["new"] and hidden_siblings(tmp_path) == []
+
+
