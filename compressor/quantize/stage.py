@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from compressor.loading import load_model, load_tokenizer
 from compressor.manifest import MANIFEST_NAME
 from compressor.quantize.config import QuantizeConfig, method_for
 from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
+from compressor.scratch import scratch_space
 
 # Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
 RELOAD_ATOL = 1e-5
@@ -268,8 +268,7 @@ def quantize(
     size_before = source.size_bytes()
     # Libraries print to stdout (neural-compressor's "Building WOQ model"); stdout is for --json.
     with contextlib.redirect_stdout(sys.stderr), _library_log_level(), \
-            tempfile.TemporaryDirectory(prefix="compress-quantize-") as tmp, \
-            staged_output(dst, sources=[source.path], force=force) as out:
+            staged_output(dst, sources=[source.path], force=force) as out, scratch_space(out) as tmp:
         progress.status(f"quantizing {source.path} ({source.format}, {source.family.name}, {source.task}) "
                         f"with {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm else ""))
         engine = _engine(source, config, Path(tmp), allow_pickle)

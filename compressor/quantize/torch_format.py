@@ -16,7 +16,6 @@ with a clear "no model.safetensors" error, and ``compressor.loading.load_model``
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from torch import nn
 from compressor.errors import BadInputError
 from compressor.quantize.smoothquant import SmoothQuantLinear
 from compressor.quantize.torch_modules import conv1d_to_linear, set_module, swapped
+from compressor.scratch import system_temp_dir
 
 FORMAT = "compress-torch-quantized"
 VERSION = 1
@@ -53,7 +53,8 @@ def prepare_inc_import() -> None:
         return
     from neural_compressor.common import set_workspace
 
-    set_workspace(str(Path(tempfile.gettempdir()) / "compress-neural-compressor"))
+    # The system temp directory even inside a stage's scratch space, which is gone after the stage.
+    set_workspace(str(Path(system_temp_dir()) / "compress-neural-compressor"))
 
 
 def _inc_classes() -> tuple[type, type]:

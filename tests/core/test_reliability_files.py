@@ -125,3 +125,56 @@ def test_force_keeps_the_previous_output_when_the_swap_fails(tmp_path, monkeypat
     assert sorted(p.name for p in dst.iterdir()) == ["new"] and hidden_siblings(tmp_path) == []
 
 
+# ---------------------------------------------------------------------- 2. quantize scratch space
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(tiny_bert_dir, tmp_path_factory):
+    from compressor.export import ExportConfig, export_onnx
+
+    out = tmp_path_factory.mktemp("rel") / "bert-onnx"
+    export_onnx(tiny_bert_dir, out, ExportConfig(optimize="O0"))
+    return out
+
+
+def test_quantize_scratch_lives_beside_the_output_not_in_the_system_temp(run_cli, bert_onnx, sst_file, tmp_path,
+                                                                        monkeypatch):
+    from compressor.quantize import onnx_ort
+
+    system_temp = tmp_path / "tmp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    seen = {}
+    calibrate = onnx_ort.OnnxEngine.calibrate
+
+    def spy(self, batches):
+        seen["workdir"], seen["tempfile"] = self.workdir, tempfile.gettempdir()
+        seen["siblings"] = hidden_siblings(tmp_path)
+        return calibrate(self, batches)
+
+    monkeypatch.setattr(onnx_ort.OnnxEngine, "calibrate", spy)
+    before = tree_hash(bert_onnx)
+    result = run_cli("quantize", bert_onnx, "-o", tmp_path / "out", "--method", "int8-static",
+                     "--calib-data", sst_file, "--calib-samples", "8")
+    assert result.exit_code == 0, result.output
+    workdir = seen["workdir"]
+    assert workdir.parent == tmp_path and workdir.name.startswith(".out.tmp-") and workdir.name.endswith(".scratch")
+    assert seen["tempfile"] == str(workdir)  # onnxruntime's own ort.quant.* files go there too
+    assert len(seen["siblings"]) == 2  # the output being written and its scratch space
+    assert list(system_temp.iterdir()) == [] and hidden_siblings(tmp_path) == []
+    assert tempfile.gettempdir() == str(system_temp)  # restored
+    assert not list((tmp_path / "out").glob("*scratch*")) and (tmp_path / "out" / "model.onnx").is_file()
+    assert tree_hash(bert_onnx) == before
+
+
+def test_system_temp_dirs_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = dead_pid()
+    stale = _fake_sibling(tmp_path, f"compress-profile-{dead}-x1y2z3")
+    mine = _fake_sibling(tmp_path, f"compress-profile-{os.getpid()}-abc")
+    other_kind = _fake_sibling(tmp_path, f"compress-mem-{dead}-abc")
+    with scratch.temp_dir("profile") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f"compress-profile-{os.getpid()}-")
+    assert not tmp.exists() and not stale.exists() and mine.exists() and other_kind.exists()
+
+
