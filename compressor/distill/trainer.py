@@ -151,6 +151,8 @@ def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[s
         saved = json.loads(state_file.read_text())
     except json.JSONDecodeError as exc:
         raise BadInputError(f"--resume: {state_file} is not valid JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"--resume: {state_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     old = saved.get("fingerprint", {})
     if old != fingerprint:
         changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))

@@ -178,3 +178,21 @@ def test_system_temp_dirs_of_dead_processes_are_removed(tmp_path, monkeypatch):
     assert not tmp.exists() and not stale.exists() and mine.exists() and other_kind.exists()
 
 
+# ---------------------------------------------------------------------- 4. non-UTF-8 metadata
+
+
+@pytest.mark.parametrize("name", ["compress.json", "config.json"])
+@pytest.mark.parametrize("command", ["inspect", "export-onnx"])
+def test_metadata_that_is_not_utf8(run_cli, bert_copy, tmp_path, name, command):
+    path = bert_copy / name
+    text = path.read_text() if path.exists() else '{"format": "pytorch", "family": "bert", "task": "x"}'
+    path.write_bytes(text.replace('"', '"\xe9', 1).encode("latin-1"))
+    before = tree_hash(bert_copy)
+    args = ["-o", tmp_path / "out"] if command == "export-onnx" else []
+    result = run_cli(command, bert_copy, *args)
+    assert result.exit_code == 2
+    one_error_line(result, f"{path}: not valid JSON", "0xe9" if name == "config.json" else "not UTF-8 text")
+    assert tree_hash(bert_copy) == before
+    assert not (tmp_path / "out").exists() and hidden_siblings(tmp_path) == []
+
+
