@@ -94,7 +94,37 @@ def _check_output_path(dst: Path, sources: list[Path], force: bool) -> None:
         raise BadInputError(f"{dst}: output already exists; pass --force to replace it")
     if dst.exists() and not dst.is_dir():
         raise BadInputError(f"{dst}: exists and is not a directory")
+    check_can_create(dst)
     remove_stale_siblings(dst)  # what a killed run of this output left behind
+
+
+def _writable_problem(directory: Path) -> str | None:
+    """Why entries cannot be created in ``directory`` (or in the directories ``mkdir -p`` would make
+    under its nearest existing ancestor); None when they can."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing}: is not a directory"
+    # Checked explicitly, before any work: not an OSError (a traceback) after a long training run.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: directory is not writable"
+    return None
+
+
+def check_can_create(path: Path, label: str = "") -> None:
+    """Exit-2 error naming the directory when ``path`` could not be created in it (its parent, or
+    the parent's nearest existing ancestor, is a file or not writable)."""
+    problem = _writable_problem(path.parent)
+    if problem:
+        raise BadInputError(f"{label + ' ' if label else ''}{problem}; cannot create {path}")
+
+
+def check_writable_dir(path: Path, label: str = "") -> None:
+    """Exit-2 error when files could not be written into the directory ``path``, existing or not."""
+    problem = _writable_problem(path)
+    if problem:
+        raise BadInputError(f"{label + ' ' if label else ''}{problem}; cannot write into {path}")
 
 
 @contextmanager
@@ -125,7 +155,6 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
         raise
     if old is not None:  # deleted after the swap, so the output is missing only between two renames
         shutil.rmtree(old, ignore_errors=True)
-
 
 
 class StageTimer:

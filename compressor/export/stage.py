@@ -10,6 +10,7 @@ from typing import Any
 
 from compressor import progress
 from compressor.artifact import ONNX, PYTORCH, StageTimer, open_artifact, staged_output, write_manifest
+from compressor.artifact import _check_output_path
 from compressor.devices import require_device
 from compressor.errors import BadInputError, RuntimeFailureError
 from compressor.export.config import ExportConfig
@@ -68,6 +69,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     if source.stages and any(s.stage == "quantize" for s in source.stages):
         raise BadInputError(f"{source.path}: is a quantized PyTorch artifact; export the float model, then quantize the ONNX")
     require_device(config.device)
+    _check_output_path(Path(dst), [source.path], force)  # now, not after loading and exporting the model
     tokenizer = load_tokenizer(source.path)
     label2id = source.config.get("label2id")
     # Read parity data before any work so a bad file fails fast with nothing written.

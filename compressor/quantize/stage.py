@@ -37,6 +37,7 @@ from compressor.loading import load_model, load_tokenizer
 from compressor.manifest import MANIFEST_NAME
 from compressor.quantize.config import QuantizeConfig, method_for
 from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
+from compressor.artifact import _check_output_path
 from compressor.scratch import scratch_space
 
 # Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
@@ -231,6 +232,7 @@ def quantize(
     if reason:
         raise BadInputError(f"{source.path}: already quantized ({reason}); quantize the float artifact instead")
     require_device(config.device)
+    _check_output_path(Path(dst), [source.path], force)  # now, not after calibration and evaluation
     if source.format == PYTORCH and config.device != "cpu":
         raise BadInputError(f"--device {config.device}: PyTorch quantized layers (torch.ao INT8, neural-compressor "
                             "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")

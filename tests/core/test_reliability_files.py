@@ -196,3 +196,98 @@ def test_metadata_that_is_not_utf8(run_cli, bert_copy, tmp_path, name, command):
     assert not (tmp_path / "out").exists() and hidden_siblings(tmp_path) == []
 
 
+# ---------------------------------------------------------------------- 5. unwritable output location
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """A directory nobody may create entries in: chmod 555, and for root (who may anyway) ``os.access``
+    answers as for anyone else, so the tool's explicit check is what refuses it."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    directory.chmod(0o555)
+    if os.geteuid() == 0:
+        real = os.access
+
+        def access(path, mode, *args, **kwargs):
+            if Path(path).resolve() == directory.resolve() and mode & os.W_OK:
+                return False
+            return real(path, mode, *args, **kwargs)
+
+        monkeypatch.setattr(os, "access", access)
+    yield directory
+    directory.chmod(0o755)
+
+
+def _no_work(monkeypatch) -> None:
+    """Loading a model is the start of the work; the checks must come before it."""
+    import compressor.bench.stage
+    import compressor.distill.stage
+    import compressor.export.stage
+    import compressor.prune.stage
+    import compressor.quantize.stage
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the output location was checked")
+
+    for module in (compressor.bench.stage, compressor.distill.stage, compressor.export.stage, compressor.prune.stage,
+                   compressor.quantize.stage):
+        monkeypatch.setattr(module, "load_model", refuse)
+
+
+def _command(name: str, tiny_bert_dir: Path, sst_file: Path, out: Path) -> list:
+    return {
+        "export-onnx": ["export-onnx", tiny_bert_dir, "-o", out],
+        "quantize": ["quantize", tiny_bert_dir, "-o", out, "--method", "int8-dynamic"],
+        "distill": ["distill", tiny_bert_dir, "-o", out, "--data", sst_file, "--student-layers", "2"],
+        "prune": ["prune", tiny_bert_dir, "-o", out, "--method", "heads=0.25"],
+        "bench": ["bench", tiny_bert_dir, "--baseline", tiny_bert_dir, "--data", sst_file, "--no-memory",
+                  "--report-dir", out],
+    }[name]
+
+
+COMMANDS = ["export-onnx", "quantize", "distill", "prune", "bench"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_output_under_a_read_only_directory(run_cli, tiny_bert_dir, sst_file, read_only_dir, monkeypatch, command):
+    _no_work(monkeypatch)
+    before = tree_hash(tiny_bert_dir)
+    out = read_only_dir / "out"
+    result = run_cli(*_command(command, tiny_bert_dir, sst_file, out))
+    assert result.exit_code == 2
+    line = one_error_line(result, f"{read_only_dir}: directory is not writable")
+    assert ("--report-dir " in line) == (command == "bench")
+    assert list(read_only_dir.iterdir()) == [] and tree_hash(tiny_bert_dir) == before
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_output_under_a_file(run_cli, tiny_bert_dir, sst_file, tmp_path, monkeypatch, command):
+    """A file where a parent directory should be stops even root."""
+    _no_work(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli(*_command(command, tiny_bert_dir, sst_file, blocker / "sub" / "out"))
+    assert result.exit_code == 2
+    one_error_line(result, f"{blocker}: is not a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and blocker.read_text() == "x"
+
+
+def test_distill_checkpoint_dir_checked_before_training(run_cli, tiny_bert_dir, sst_file, tmp_path, read_only_dir,
+                                                        monkeypatch):
+    _no_work(monkeypatch)
+    result = run_cli("distill", tiny_bert_dir, "-o", tmp_path / "out", "--data", sst_file, "--student-layers", "2",
+                     "--checkpoint-steps", "2", "--checkpoint-dir", read_only_dir / "ckpt")
+    assert result.exit_code == 2
+    one_error_line(result, f"--checkpoint-dir {read_only_dir}: directory is not writable")
+    assert hidden_siblings(tmp_path) == [] and not (tmp_path / "out").exists()
+
+
+def test_writable_locations_still_work(tmp_path):
+    from compressor.artifact import check_can_create, check_writable_dir
+
+    check_can_create(tmp_path / "a" / "b" / "out")  # parents made later by mkdir -p
+    check_writable_dir(tmp_path / "reports")
+    check_writable_dir(tmp_path)
+
+
