@@ -291,3 +291,33 @@ def test_writable_locations_still_work(tmp_path):
     check_writable_dir(tmp_path)
 
 
+# ---------------------------------------------------------------------- 6. byte-order marks
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl", ".txt"])
+def test_utf8_bom_is_dropped(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    body = {
+        ".tsv": "Quality\tsentence\n1\tthe film was good\n",
+        ".csv": "Quality,sentence\n1,the film was good\n",
+        ".jsonl": '{"Quality": 1, "sentence": "the film was good"}\n',
+        ".txt": "the film was good\n",
+    }[suffix]
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    columns, rows = read_table(path)
+    first = "text" if suffix == ".txt" else "Quality"
+    assert columns[0] == first and first in rows[0]
+    assert not any("\ufeff" in str(v) for row in rows for v in list(row) + list(row.values()))
+
+
+def test_mrpc_with_bom_reads_its_columns(run_cli, tiny_bert_dir, tmp_path):
+    """MRPC's train.tsv starts with a BOM; the pair columns are named with --text-column etc."""
+    data = tmp_path / "mrpc.tsv"
+    data.write_bytes(b"\xef\xbb\xbf" + "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n".encode()
+                     + b"1\t702876\t702977\tthe film was good\tthe film was fine\n"
+                     + b"0\t2108705\t2108831\tthe plot was dull\tthe cast was warm\n")
+    spec = DataSpec(str(data), text_column="#1 String", text_pair_column="#2 String", label_column="Quality")
+    loaded = load_classification(spec, label2id={"0": 0, "1": 1}, require_labels=True)
+    assert loaded.labels == [1, 0] and loaded.pairs == ["the film was fine", "the cast was warm"]
+
+
