@@ -20,6 +20,7 @@ from typing import Any
 from compressor.data import DataSpec, load_classification, load_texts, read_table
 from compressor.data.batching import encode_classification, lm_blocks, pad_batch
 from compressor.data.datasets import DEFAULT_LABEL_COLUMN, DEFAULT_PAIR_COLUMNS, _pick_text_column
+from compressor.data.datasets import check_header
 from compressor.errors import BadInputError
 from compressor.families.base import CAUSAL_LM, CLASSIFICATION
 
@@ -60,6 +61,7 @@ def check_task(task: str, spec: DataSpec, flag: str) -> None:
     label_col = spec.label_column or DEFAULT_LABEL_COLUMN
     if task == CLASSIFICATION:
         if label_col not in columns:
+            check_header(spec.path, columns, f"no label column {label_col!r}", flag)
             raise BadInputError(
                 f"{flag} {spec.path}: the teacher is a text classifier, which distils on labelled rows, but this "
                 f"data has no label column {label_col!r} (columns: {', '.join(columns)}); LM text cannot train a "

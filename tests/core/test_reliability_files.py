@@ -321,3 +321,65 @@ def test_mrpc_with_bom_reads_its_columns(run_cli, tiny_bert_dir, tmp_path):
     assert loaded.labels == [1, 0] and loaded.pairs == ["the film was fine", "the cast was warm"]
 
 
+# ---------------------------------------------------------------------- 7. headerless tables
+
+COLA = "gj04\t1\t\tOur friends won't buy this analysis, let alone the next one we propose.\n" \
+       "gj04\t1\t\tOne more pseudo generalization and I'm giving up.\n" \
+       "gj04\t0\t*\tThey drank the pub.\n"
+
+
+@pytest.mark.parametrize("command", ["distill", "prune", "export-onnx"])
+def test_headerless_cola_says_the_first_row_is_data(run_cli, tiny_bert_dir, tmp_path, command):
+    data = tmp_path / "cola.tsv"
+    data.write_text(COLA)
+    out = tmp_path / "out"
+    args = {
+        "distill": ["distill", tiny_bert_dir, "-o", out, "--data", data, "--student-layers", "2"],
+        "prune": ["prune", tiny_bert_dir, "-o", out, "--method", "heads=0.25", "--data", data],
+        "export-onnx": ["export-onnx", tiny_bert_dir, "-o", out, "--parity-data", data],
+    }[command]
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    line = one_error_line(result, str(data), "the first row looks like data rather than a header",
+                          "column name '1' is a number", "--no-header", "--text-column INDEX --label-column INDEX")
+    assert "LM text cannot train a classifier" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cola.tsv"]
+
+
+def test_headerless_corpus_for_a_language_model(run_cli, tiny_gpt2_dir, tmp_path):
+    data = tmp_path / "lm.csv"
+    data.write_text("The first line of a story that goes on and on for a while,7\nanother,8\n")
+    result = run_cli("distill", tiny_gpt2_dir, "-o", tmp_path / "out", "--data", data)
+    assert result.exit_code == 2
+    one_error_line(result, "no text column, and the first row looks like data", "'7' is a number")
+
+
+@pytest.mark.parametrize("columns, reason", [
+    (["gj04", "1", "", "Our friends won't buy this analysis."], "'1' is a number"),
+    (["a", "-0.5"], "'-0.5' is a number"),
+    (["x", "the whole sentence is here and it is long"], "reads like a sentence"),
+    (["good", "good"], "'good' appears 2 times"),
+])
+def test_header_that_looks_like_data(columns, reason):
+    from compressor.data.datasets import header_looks_like_data
+
+    assert reason in header_looks_like_data("f.tsv", columns)
+    assert header_looks_like_data("f.parquet", columns) is None  # named by whoever wrote the table
+
+
+@pytest.mark.parametrize("columns", [["sentence", "label"], ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+                                     ["", "text", "label"], ["question", "sentence", "label", "idx"]])
+def test_real_headers_do_not(columns):
+    from compressor.data.datasets import header_looks_like_data
+
+    assert header_looks_like_data("f.tsv", columns) is None
+
+
+def test_a_header_that_looks_fine_keeps_the_old_message(tmp_path):
+    data = tmp_path / "d.tsv"
+    data.write_text("body\tlabel\ngood\t1\n")
+    with pytest.raises(Exception, match=r"no text column \(looked for") as info:
+        load_texts(DataSpec(str(data)))
+    assert "looks like data" not in str(info.value)
+
+
