@@ -327,7 +327,9 @@ class Distiller:
             state = self.state
             if acc.is_main_process:
                 progress.status(f"resuming from step {state.step} of {self.total_steps} ({self.checkpoint_dir})")
-        meter = progress.meter(self.total_steps, "distilling", initial=state.step, disable=not acc.is_main_process)
+        per_step = config.batch_size * config.grad_accum * acc.num_processes  # samples, for the log lines' samples/s
+        meter = progress.meter(self.total_steps, "distilling", initial=state.step, disable=not acc.is_main_process,
+                               unit="step", samples_per_update=per_step)
         self.module.train()
         smoothed: float | None = None
         last_eval_step = state.curve[-1]["step"] if state.curve else None
@@ -355,8 +357,8 @@ class Distiller:
                     continue
                 self.scheduler.step()
                 state.step += 1
-                meter.update(1)
                 meter.set_postfix(loss=f"{smoothed:.4f}", **self._metric_postfix(), refresh=False)
+                meter.update(1)  # after the postfix: a progress line shows this step's loss
                 if config.eval_steps and state.step % config.eval_steps == 0:
                     state.train_seconds += time.perf_counter() - t0
                     self._eval_student()

@@ -383,3 +383,93 @@ def test_a_header_that_looks_fine_keeps_the_old_message(tmp_path):
     assert "looks like data" not in str(info.value)
 
 
+# ---------------------------------------------------------------------- 8. progress in CI logs
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Captured:
+    def __init__(self, capsys) -> None:
+        self.capsys = capsys
+
+    def getvalue(self) -> str:
+        return self.capsys.readouterr().err
+
+
+@pytest.fixture
+def log_stderr(monkeypatch, capsys):
+    """stderr as in a CI log (captured: not a terminal), a fake clock and a 30 s interval."""
+    clock = FakeClock()
+    monkeypatch.setattr(progress, "_clock", clock)
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 30.0)
+    monkeypatch.setattr(progress, "_quiet", False)
+    assert not sys.stderr.isatty()
+    return Captured(capsys), clock
+
+
+def test_meter_logs_step_loss_rate_and_eta_every_interval(log_stderr):
+    stream, clock = log_stderr
+    meter = progress.meter(100, "distilling", initial=10, unit="step", samples_per_update=32)
+    for step in range(11, 101):
+        clock.now += 2.5  # 2.5 s a step
+        meter.update(1)
+        meter.set_postfix(loss=f"{1 / step:.4f}", refresh=False)
+    meter.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "distilling: step 22/100 (22%), loss 0.0476, 12.8 samples/s, ETA 3m15s"
+    assert len(lines) == 8  # every 12 steps (30 s), and the last one at close
+    assert lines[-1] == "distilling: step 100/100 (100%), loss 0.0100, 12.8 samples/s, done in 3m45s"
+
+
+def test_short_loops_and_quiet_print_nothing(log_stderr, monkeypatch):
+    stream, clock = log_stderr
+    meter = progress.meter(5, "distilling")
+    for _ in range(5):
+        clock.now += 1.0
+        meter.update(1)
+    meter.close()
+    assert list(progress.bar(range(3), desc="evaluating")) == [0, 1, 2]
+    monkeypatch.setattr(progress, "_quiet", True)
+    meter = progress.meter(5, "distilling")
+    clock.now += 100
+    meter.update(5)
+    meter.close()
+    assert stream.getvalue() == ""
+    assert progress.meter(5, "x", disable=True).disable  # another process's meter: a silent tqdm
+
+
+def test_bar_logs_too(log_stderr):
+    stream, clock = log_stderr
+    for _ in progress.bar([1, 2, 3, 4], desc="evaluating"):
+        clock.now += 20.0
+    assert stream.getvalue().splitlines() == [
+        "evaluating: 2/4 (50%), 0.05 it/s, ETA 40s",
+        "evaluating: 4/4 (100%), 0.05 it/s, done in 1m20s",
+    ]
+
+
+def test_distillation_in_a_ci_log_prints_progress_lines(run_cli, tiny_bert_dir, sst_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # a line at every step
+    result = run_cli("distill", tiny_bert_dir, "-o", tmp_path / "out", "--data", sst_file, "--student-layers", "2",
+                     "--max-steps", "3", "--batch-size", "16")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("distilling: step")]
+    assert [line.split(",")[0] for line in lines] == [f"distilling: step {n}/3 (" + f"{100 * n / 3:.0f}%)"
+                                                      for n in (1, 2, 3)]
+    assert all(" loss " in line and " samples/s" in line for line in lines)
+    assert "ETA" in lines[0] and "done in" in lines[-1]
+    quiet = run_cli("-q", "distill", tiny_bert_dir, "-o", tmp_path / "quiet", "--data", sst_file,
+                    "--student-layers", "2", "--max-steps", "2", "--batch-size", "16")
+    assert quiet.exit_code == 0 and "distilling: step" not in quiet.stderr
+    shutil.rmtree(tmp_path / "quiet")
+
+
+def test_rates_and_durations_read_plainly():
+    assert [progress._number(x) for x in (0.05, 12.8, 587.4, 12345.6)] == ["0.05", "12.8", "587", "12346"]
+    assert [progress._duration(s) for s in (9.6, 75, 3725)] == ["10s", "1m15s", "1h02m"]
