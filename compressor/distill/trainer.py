@@ -138,9 +138,19 @@ def compute_losses(task: str, config: DistillConfig, out: dict[str, Any], target
     return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
+def _finish_swap(checkpoint_dir: Path) -> None:
+    """Complete a checkpoint swap that a killed run left half done (see ``save_checkpoint``): between
+    ``latest -> previous`` and ``next -> latest`` there is no ``latest``, but ``previous`` is a whole
+    checkpoint (only a complete ``latest`` is ever renamed to it)."""
+    latest, previous = checkpoint_dir / "latest", checkpoint_dir / "previous"
+    if not latest.exists() and (previous / STATE_FILE).is_file():
+        previous.rename(latest)
+
+
 def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The saved loop state of the checkpoint ``--resume`` would continue; exit-2 error when there is
     none or it was made with settings that change the result."""
+    _finish_swap(checkpoint_dir)
     state_file = checkpoint_dir / "latest" / STATE_FILE
     if not state_file.is_file():
         raise BadInputError(
@@ -303,6 +313,7 @@ class Distiller:
                 from safetensors.torch import save_file
 
                 save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(upcoming / BEST_FILE))
+            shutil.rmtree(previous, ignore_errors=True)  # half-deleted by a run killed at the last save
             if latest.exists():
                 latest.rename(previous)
             upcoming.rename(latest)
