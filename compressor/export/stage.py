@@ -18,6 +18,7 @@ from compressor.export.parity import compare, parity_batches
 from compressor.families.base import CAUSAL_LM, ONNX_EXPORT_TASKS
 from compressor.inference import OnnxRunner, TorchRunner
 from compressor.loading import load_model, load_tokenizer
+from compressor.scratch import scratch_space
 
 
 def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
@@ -86,7 +87,8 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     if source.task == CAUSAL_LM and not export_task(source).endswith("-with-past"):
         # Written into the exported config.json, so ORTModelForCausalLM generates without a cache.
         model.config.use_cache = False
-    with staged_output(dst, sources=[source.path], force=force) as out:
+    # The scratch space takes onnxruntime's optimizer's temporary copy of the model (a killed run's is removed).
+    with staged_output(dst, sources=[source.path], force=force) as out, scratch_space(out):
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
         try:
             onnx_export_from_model(

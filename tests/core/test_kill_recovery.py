@@ -29,7 +29,9 @@ from compressor.distill.trainer import STATE_FILE
 from conftest import tree_hash
 
 ROOT = Path(compressor.__file__).resolve().parents[1]
-LEAKS = ("compress-", "ort.quant.", "pre.quant.", "nc_workspace")  # what a stage could leave in the temp dir
+# What a stage could leave in the temp dir: its own dirs, onnxruntime quantizer's, tempfile's default names
+# (onnxruntime's transformer optimizer), neural-compressor's default workspace.
+LEAKS = ("compress-", "ort.quant.", "pre.quant.", "tmp", "nc_workspace")
 RUN_TIMEOUT_S = 300
 
 

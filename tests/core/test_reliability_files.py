@@ -167,6 +167,27 @@ def test_quantize_scratch_lives_beside_the_output_not_in_the_system_temp(run_cli
     assert tree_hash(bert_onnx) == before
 
 
+def test_export_optimizer_temp_files_live_in_the_scratch_space(run_cli, tiny_bert_dir, tmp_path, monkeypatch):
+    from compressor.export import stage
+
+    system_temp = tmp_path / "tmp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    seen = {}
+    optimize = stage._optimize
+
+    def spy(onnx_dir, config):
+        seen["tempfile"] = Path(tempfile.gettempdir())  # where onnxruntime's optimizer puts its model copy
+        return optimize(onnx_dir, config)
+
+    monkeypatch.setattr(stage, "_optimize", spy)
+    result = run_cli("export-onnx", tiny_bert_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert seen["tempfile"].parent == tmp_path and seen["tempfile"].name.startswith(".out.tmp-")
+    assert seen["tempfile"].name.endswith(".scratch")
+    assert list(system_temp.iterdir()) == [] and hidden_siblings(tmp_path) == []
+
+
 def test_system_temp_dirs_of_dead_processes_are_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = dead_pid()
