@@ -22,6 +22,7 @@ from compressor import families
 from compressor.errors import BadInputError
 from compressor.families.base import Family
 from compressor.manifest import Manifest, StageRecord, hash_directory
+from compressor.scratch import remove_stale_siblings
 
 PYTORCH = "pytorch"
 ONNX = "onnx"
@@ -93,6 +94,37 @@ def _check_output_path(dst: Path, sources: list[Path], force: bool) -> None:
         raise BadInputError(f"{dst}: output already exists; pass --force to replace it")
     if dst.exists() and not dst.is_dir():
         raise BadInputError(f"{dst}: exists and is not a directory")
+    check_can_create(dst)
+    remove_stale_siblings(dst)  # what a killed run of this output left behind
+
+
+def _writable_problem(directory: Path) -> str | None:
+    """Why entries cannot be created in ``directory`` (or in the directories ``mkdir -p`` would make
+    under its nearest existing ancestor); None when they can."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing}: is not a directory"
+    # Checked explicitly, before any work: not an OSError (a traceback) after a long training run.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: directory is not writable"
+    return None
+
+
+def check_can_create(path: Path, label: str = "") -> None:
+    """Exit-2 error naming the directory when ``path`` could not be created in it (its parent, or
+    the parent's nearest existing ancestor, is a file or not writable)."""
+    problem = _writable_problem(path.parent)
+    if problem:
+        raise BadInputError(f"{label + ' ' if label else ''}{problem}; cannot create {path}")
+
+
+def check_writable_dir(path: Path, label: str = "") -> None:
+    """Exit-2 error when files could not be written into the directory ``path``, existing or not."""
+    problem = _writable_problem(path)
+    if problem:
+        raise BadInputError(f"{label + ' ' if label else ''}{problem}; cannot write into {path}")
 
 
 @contextmanager
@@ -101,23 +133,28 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
 
     The temporary directory is a hidden sibling of ``dst`` (same filesystem, so the final rename is
     atomic). On any exception, including KeyboardInterrupt and the SystemExit the CLI raises on
-    SIGTERM, it is removed; after a SIGKILL only the hidden ``.NAME.tmp-*`` directory remains.
+    SIGTERM, it is removed; after a SIGKILL only the hidden ``.NAME.tmp-PID-*`` directory remains,
+    and the next run writing ``dst`` removes it (``compressor.scratch.remove_stale_siblings``).
     """
     dst = Path(dst)
     _check_output_path(dst, sources, force)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    old: Path | None = None
     try:
         yield tmp
         if dst.exists():  # --force: move the old output away first so the swap is quick
-            old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+            old = dst.parent / f".{dst.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             dst.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
         tmp.rename(dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not dst.exists():
+            old.rename(dst)  # the swap failed: the previous output stays
         raise
+    if old is not None:  # deleted after the swap, so the output is missing only between two renames
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class StageTimer:

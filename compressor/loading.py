@@ -35,7 +35,7 @@ def check_weights(directory: Path, allow_pickle: bool) -> bool:
     if index.exists():
         try:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise BadInputError(f"{index}: malformed safetensors index ({exc})") from exc
         for shard in shards:
             if not (directory / shard).exists():

@@ -104,6 +104,8 @@ class Manifest:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise BadInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"{path}: not valid JSON (not UTF-8 text: {exc.reason} at byte {exc.start})") from exc
         try:
             version = data["schema_version"]
             if version > SCHEMA_VERSION:

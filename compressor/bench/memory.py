@@ -16,12 +16,12 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from compressor import scratch
 from compressor.errors import RuntimeFailureError
 
 TIMEOUT_S = 1800
@@ -122,7 +122,7 @@ def measure(
     allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Spawn the child on ``batches`` (and a KV-cache generation from ``prompt``); its report."""
-    with tempfile.TemporaryDirectory(prefix="compress-mem-") as tmp:
+    with scratch.temp_dir("mem") as tmp:
         inputs = Path(tmp) / "inputs.npz"
         arrays = {f"b{i}/{k}": v for i, batch in enumerate(batches) for k, v in batch.items()}
         if prompt is not None:

@@ -9,7 +9,6 @@ a synchronise, because a kernel launch returns before the GPU has done the work.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor import scratch
 from compressor.inference import OnnxRunner, TorchRunner, providers_for, session_options
 
 
@@ -145,7 +145,7 @@ class OnnxBench:
         timed session never pays for profiling."""
         import onnxruntime as ort
 
-        with tempfile.TemporaryDirectory(prefix="compress-profile-") as tmp:
+        with scratch.temp_dir("profile") as tmp:
             options = session_options(self.threads, profile=True)
             options.profile_file_prefix = str(Path(tmp) / "ort")
             session = ort.InferenceSession(str(self.onnx_file), options, providers=providers_for(self.device))

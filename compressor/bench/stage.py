@@ -21,6 +21,7 @@ from compressor import progress, tasks
 from compressor.artifact import ONNX, PYTORCH, Artifact, open_artifact
 from compressor.bench import checks, gates, memory, reports
 from compressor.bench.config import QUALITY_GATES, BenchConfig
+from compressor.artifact import check_can_create, check_writable_dir
 from compressor.bench.runner import OnnxBench, TorchBench
 from compressor.bench.timing import run_loop, summarize, throughput
 from compressor.bench.weights import onnx_weight_stats, torch_weight_stats
@@ -84,6 +85,11 @@ def _check_paths(config: BenchConfig) -> None:
         raise BadInputError(f"--report-dir {config.report_dir}: exists and is not a directory")
     if config.junit and Path(config.junit).is_dir():
         raise BadInputError(f"--junit {config.junit}: is a directory; give a file path")
+    # Writable now, before the first model is timed (reports are written last).
+    if config.report_dir:
+        check_writable_dir(Path(config.report_dir), "--report-dir")
+    if config.junit:
+        check_can_create(Path(config.junit), "--junit")
 
 
 def _check_gates(config: BenchConfig, task: Task, baseline: Artifact) -> None:

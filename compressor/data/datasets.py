@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,40 @@ from compressor.errors import BadInputError
 DEFAULT_TEXT_COLUMNS = ("sentence", "text", "sentence1", "question", "content", "review")
 DEFAULT_PAIR_COLUMNS = {"sentence1": "sentence2", "question": "sentence", "question1": "question2"}
 DEFAULT_LABEL_COLUMN = "label"
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_HEADER_SUFFIXES = {".tsv", ".csv"}  # files whose first row is taken as the header
+
+
+def header_looks_like_data(path: str, columns: list[str]) -> str | None:
+    """Why the header of the TSV/CSV ``path`` looks like a row of data (GLUE CoLA, for one, has no
+    header: ``gj04<TAB>1<TAB><TAB>Our friends won't buy this analysis.``); None when it looks like a header."""
+    if Path(path).suffix.lower() not in _HEADER_SUFFIXES:
+        return None
+    names = [str(c) for c in columns]
+    for name in names:
+        if _NUMBER.fullmatch(name.strip()):
+            return f"column name {name!r} is a number"
+    for name in names:
+        if len(name) > 40 or len(name.split()) >= 5:
+            return f"column name {name[:40] + '...' if len(name) > 40 else name!r} reads like a sentence"
+    for name in names:
+        if names.count(name) > 1:
+            return f"column name {name!r} appears {names.count(name)} times"
+    return None
+
+
+def check_header(path: str, columns: list[str], problem: str, flag: str = "") -> None:
+    """Raise, in place of the plain ``problem`` (a column not found), an error that says the file
+    seems to have no header row and how to read it, when its first row looks like data."""
+    reason = header_looks_like_data(path, columns)
+    if reason:
+        raise BadInputError(
+            f"{flag + ' ' if flag else ''}{path}: {problem}, and the first row looks like data rather than a "
+            f"header ({reason}); for a file without a header row pass --no-header with --text-column INDEX "
+            "--label-column INDEX"
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,7 @@ class ClassificationData:
 def _pick_text_column(spec: DataSpec, columns: list[str]) -> str:
     if spec.text_column:
         if spec.text_column not in columns:
+            check_header(spec.path, columns, f"text column {spec.text_column!r} not found")
             raise BadInputError(
                 f"{spec.path}: text column {spec.text_column!r} not found; columns are: {', '.join(columns)}"
             )
@@ -50,6 +86,7 @@ def _pick_text_column(spec: DataSpec, columns: list[str]) -> str:
     for name in DEFAULT_TEXT_COLUMNS:
         if name in columns:
             return name
+    check_header(spec.path, columns, "no text column")
     raise BadInputError(
         f"{spec.path}: no text column (looked for {', '.join(DEFAULT_TEXT_COLUMNS)}); "
         f"columns are: {', '.join(columns)}; pass --text-column"
@@ -80,6 +117,7 @@ def load_classification(
     text_col = _pick_text_column(spec, columns)
     pair_col = spec.text_pair_column or DEFAULT_PAIR_COLUMNS.get(text_col)
     if spec.text_pair_column and spec.text_pair_column not in columns:
+        check_header(spec.path, columns, f"text-pair column {spec.text_pair_column!r} not found")
         raise BadInputError(
             f"{spec.path}: text-pair column {spec.text_pair_column!r} not found; columns are: {', '.join(columns)}"
         )
@@ -88,6 +126,7 @@ def load_classification(
     label_col = spec.label_column or DEFAULT_LABEL_COLUMN
     if label_col not in columns:
         if require_labels or spec.label_column:
+            check_header(spec.path, columns, f"label column {label_col!r} not found")
             raise BadInputError(
                 f"{spec.path}: label column {label_col!r} not found; columns are: {', '.join(columns)}; "
                 "pass --label-column"

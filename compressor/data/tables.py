@@ -21,7 +21,7 @@ TABLE_SUFFIXES = {".tsv", ".csv", ".jsonl", ".json", ".parquet"}
 def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[dict[str, Any]]]:
     csv.field_size_limit(sys.maxsize)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
         if header is None:
@@ -41,7 +41,7 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[dict[st
 def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     columns: dict[str, None] = {}
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -67,7 +67,7 @@ def _read_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _read_text(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     documents = [block.strip() for block in text.split("\n\n") if block.strip()]
     return ["text"], [{"text": doc} for doc in documents]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from compressor import dtypes, finite, progress
 from compressor.artifact import PYTORCH, Artifact, StageTimer, _check_output_path, open_artifact, staged_output, write_manifest
+from compressor.artifact import check_writable_dir
 from compressor.devices import require_device
 from compressor.distill.batches import file_hash, load_rows
 from compressor.distill.config import DistillConfig
@@ -92,6 +93,8 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     data_hash = file_hash(config.data)
     source_hash = source.content_hash()
     checkpoints = checkpoint_dir_for(dst, config)
+    if config.checkpoint_steps and config.checkpoint_dir:  # before training, not at the first checkpoint
+        check_writable_dir(checkpoints, "--checkpoint-dir")
     fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
     fingerprint.update(teacher_hash=source_hash, data_hash=data_hash)
 

@@ -50,9 +50,19 @@ class LoopState:
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
+def _finish_swap(checkpoint_dir: Path) -> None:
+    """Complete a checkpoint swap that a killed run left half done (see ``save_checkpoint``): between
+    ``latest -> previous`` and ``next -> latest`` there is no ``latest``, but ``previous`` is a whole
+    checkpoint (only a complete ``latest`` is ever renamed to it)."""
+    latest, previous = checkpoint_dir / "latest", checkpoint_dir / "previous"
+    if not latest.exists() and (previous / STATE_FILE).is_file():
+        previous.rename(latest)
+
+
 def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The saved loop state of the checkpoint ``--resume`` would continue; exit-2 error when there is
     none or it was made with settings that change the result."""
+    _finish_swap(checkpoint_dir)
     state_file = checkpoint_dir / "latest" / STATE_FILE
     if not state_file.is_file():
         raise BadInputError(
@@ -63,6 +73,8 @@ def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[s
         saved = json.loads(state_file.read_text())
     except json.JSONDecodeError as exc:
         raise BadInputError(f"--resume: {state_file} is not valid JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"--resume: {state_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     old = saved.get("fingerprint", {})
     if old != fingerprint:
         changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
@@ -201,6 +213,7 @@ class Distiller:
                 from safetensors.torch import save_file
 
                 save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(upcoming / BEST_FILE))
+            shutil.rmtree(previous, ignore_errors=True)  # half-deleted by a run killed at the last save
             if latest.exists():
                 latest.rename(previous)
             upcoming.rename(latest)
@@ -251,7 +264,9 @@ class Distiller:
             state = self.state
             if acc.is_main_process:
                 progress.status(f"resuming from step {state.step} of {self.total_steps} ({self.checkpoint_dir})")
-        meter = progress.meter(self.total_steps, "distilling", initial=state.step, disable=not acc.is_main_process)
+        per_step = config.batch_size * config.grad_accum * acc.num_processes  # samples, for the log lines' samples/s
+        meter = progress.meter(self.total_steps, "distilling", initial=state.step, disable=not acc.is_main_process,
+                               unit="step", samples_per_update=per_step)
         self.module.train()
         smoothed: float | None = None
         last_eval_step = state.curve[-1]["step"] if state.curve else None
@@ -281,8 +296,8 @@ class Distiller:
                     continue
                 self.scheduler.step()
                 state.step += 1
-                meter.update(1)
                 meter.set_postfix(loss=f"{smoothed:.4f}", **self._metric_postfix(), refresh=False)
+                meter.update(1)  # after the postfix: a progress line shows this step's loss
                 if config.eval_steps and state.step % config.eval_steps == 0:
                     state.train_seconds += time.perf_counter() - t0
                     self._eval_student()

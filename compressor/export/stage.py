@@ -10,12 +10,14 @@ from typing import Any
 
 from compressor import progress
 from compressor.artifact import ONNX, PYTORCH, StageTimer, open_artifact, staged_output, write_manifest
+from compressor.artifact import _check_output_path
 from compressor.devices import require_device
 from compressor.errors import BadInputError, RuntimeFailureError
 from compressor import tasks
 from compressor.export.config import ExportConfig
 from compressor.inference import OnnxRunner, TorchRunner
 from compressor.loading import load_model, load_tokenizer
+from compressor.scratch import scratch_space
 
 
 def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
@@ -77,6 +79,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     require_device(config.device)
     task = tasks.get(source.task)
     export_task = task.export_task_for(source.config)
+    _check_output_path(Path(dst), [source.path], force)  # now, not after loading and exporting the model
     tokenizer = load_tokenizer(source.path)
     label2id = source.config.get("label2id")
     # Read parity data before any work so a bad file fails fast with nothing written.
@@ -88,7 +91,8 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
 
     model = load_model(source, allow_pickle=allow_pickle)
     heads = source.family.kv_heads_per_layer(model) if task.generates else None
-    with staged_output(dst, sources=[source.path], force=force) as out:
+    # The scratch space takes onnxruntime's optimizer's temporary copy of the model (a killed run's is removed).
+    with staged_output(dst, sources=[source.path], force=force) as out, scratch_space(out):
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
         _export_graph(model, out, export_task, tokenizer, config, source)
         onnx_file = out / "model.onnx"

@@ -22,7 +22,6 @@ safetensors by transformers 4.57 only for its float8 configs; the rest is pickle
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from torch import nn
 from compressor import families, finite
 from compressor.errors import BadInputError
 from compressor.modules import set_module, swapped
+from compressor.scratch import system_temp_dir
 
 FORMAT = "compress-torch-quantized"
 VERSION = 1
@@ -74,7 +74,8 @@ def prepare_inc_import() -> None:
         return
     from neural_compressor.common import set_workspace
 
-    set_workspace(str(Path(tempfile.gettempdir()) / "compress-neural-compressor"))
+    # The system temp directory even inside a stage's scratch space, which is gone after the stage.
+    set_workspace(str(Path(system_temp_dir()) / "compress-neural-compressor"))
 
 
 def _inc_classes() -> tuple[type, type]:

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from compressor import progress
 from compressor.artifact import (
+    _check_output_path,
     ONNX,
     PYTORCH,
     WEIGHT_FILES,
@@ -39,6 +39,7 @@ from compressor.quantize.config import Method, QuantizeConfig, method_for
 from compressor.quantize.engine import Engine, engine_class
 from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
 from compressor.tasks.base import EvalResult, Task
+from compressor.scratch import scratch_space
 
 # Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
 RELOAD_ATOL = 1e-5
@@ -266,6 +267,7 @@ def quantize(
     """
     source = open_artifact(src)
     method, task, budget = _validate(source, config)
+    _check_output_path(Path(dst), [source.path], force)  # now, not after calibration and evaluation
     tokenizer = load_tokenizer(source.path)
     max_length = source.family.clamp_length(source.config, config.max_length)
     calib_batches, eval_batches = _data(source, task, method, config, tokenizer, max_length)
@@ -275,8 +277,7 @@ def quantize(
     size_before = source.size_bytes()
     # Libraries print to stdout (neural-compressor's "Building WOQ model"); stdout is for --json.
     with contextlib.redirect_stdout(sys.stderr), _library_log_level(), \
-            tempfile.TemporaryDirectory(prefix="compress-quantize-") as tmp, \
-            staged_output(dst, sources=[source.path], force=force) as out:
+            staged_output(dst, sources=[source.path], force=force) as out, scratch_space(out) as tmp:
         progress.status(f"quantizing {source.path} ({source.format}, {source.family.name}, {source.task}) "
                         f"with {method.name}" + (f"/{config.resolved_algorithm}" if config.resolved_algorithm else ""))
         engine = _engine(source, method, config, Path(tmp), allow_pickle)

@@ -13,7 +13,7 @@ import numpy as np
 from compressor import metrics, progress
 from compressor.data import ClassificationData, load_classification, read_table
 from compressor.data.batching import classification_batches, encode_classification
-from compressor.data.datasets import DEFAULT_LABEL_COLUMN
+from compressor.data.datasets import DEFAULT_LABEL_COLUMN, check_header
 from compressor.errors import BadInputError
 from compressor.tasks.base import SAMPLE_SENTENCES, Batch, EvalResult, Task, model_inputs
 
@@ -118,6 +118,7 @@ class TextClassification(Task):
         columns, _ = read_table(spec.path, split=spec.split)
         label_col = spec.label_column or DEFAULT_LABEL_COLUMN
         if label_col not in columns:
+            check_header(spec.path, columns, f"no label column {label_col!r}", flag)
             raise BadInputError(
                 f"{flag} {spec.path}: the teacher is a text classifier, which distils on labelled rows, but this "
                 f"data has no label column {label_col!r} (columns: {', '.join(columns)}); LM text cannot train a "
