@@ -84,12 +84,7 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     task = tasks.get(source.task)
     tokenizer = load_tokenizer(source.path)
     max_length = source.family.clamp_length(plan.config, source.family.clamp_length(source.config, config.max_length))
-    label2id = source.config.get("label2id")
-    train = load_rows(task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data")
-    eval_rows = None
-    if config.eval_data is not None:
-        eval_rows = load_rows(task, tokenizer, config.eval_data, label2id=label2id, max_length=max_length,
-                              flag="--eval-data")
+    train, eval_rows = _rows(config, source, task, tokenizer, max_length)
     data_hash = file_hash(config.data)
     source_hash = source.content_hash()
     checkpoints = checkpoint_dir_for(dst, config)
@@ -138,9 +133,8 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     distiller.check_student(final)  # never write a NaN model
     teacher_dtype = dtypes.storage_dtype(source.path, source.config)
     dtype = dtypes.resolve(config.dtype, source.path, source.config)
-    if main and dtype != "float32":  # trained in float32; only what is written takes the storage dtype
-        final = dtypes.cast(final, dtype)
-        finite.check_weights("distill", f"student in {dtype}", final, "pass --dtype float32")
+    if main:
+        final = _in_storage_dtype(final, dtype)
     report = _report(source, source_hash, plan, config, train_rows=len(train), eval_rows=eval_rows,
                      data_hash=data_hash, max_length=max_length, training=training, metric=metric,
                      teacher_metric=teacher_metric, teacher_params=teacher_params, student_params=student_params)
@@ -156,6 +150,26 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
         _remove_checkpoints(checkpoints)
     accelerator.wait_for_everyone()
     return report
+
+
+def _rows(config: DistillConfig, source: Artifact, task: Any, tokenizer: Any, max_length: int) -> tuple[Any, Any]:
+    """Training and evaluation rows, validated (the task's rule for what a teacher distils on)."""
+    label2id = source.config.get("label2id")
+    train = load_rows(task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data")
+    eval_rows = None
+    if config.eval_data is not None:
+        eval_rows = load_rows(task, tokenizer, config.eval_data, label2id=label2id, max_length=max_length,
+                              flag="--eval-data")
+    return train, eval_rows
+
+
+def _in_storage_dtype(model: Any, dtype: str) -> Any:
+    """Trained in float32; only what is written takes the storage dtype (checked finite after the cast)."""
+    if dtype == "float32":
+        return model
+    model = dtypes.cast(model, dtype)
+    finite.check_weights("distill", f"student in {dtype}", model, "pass --dtype float32")
+    return model
 
 
 def _report(source: Artifact, source_hash: str, plan: StudentPlan, config: DistillConfig, *, train_rows: int,

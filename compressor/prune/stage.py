@@ -165,19 +165,8 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     adapter = _check_plan(config, source)
     task, device = tasks.get(source.task), config.device
     tokenizer = load_tokenizer(source.path)
-    label2id = source.config.get("label2id") if task.uses_labels else None
     max_length = source.family.clamp_length(source.config, config.max_length)
-    load = dict(label2id=label2id, max_length=max_length, batch_size=16, require_labels=True)
-    calib = task.batches("--data", tokenizer, config.data, samples=config.calibration_samples,
-                         **load) if config.data else None
-    if config.eval_data:
-        eval_batches = task.batches("--eval-data", tokenizer, config.eval_data, samples=config.eval_samples, **load)
-    else:
-        eval_batches = calib
-    teacher = None
-    if config.recover_from:
-        teacher = check_teacher(config, source, tokenizer)
-        check_recover_data(config, source)
+    calib, eval_batches, teacher = _inputs(config, source, task, tokenizer, max_length)
     builtin = calibration.builtin_batches(task, tokenizer, max_length)
     timer = StageTimer()
     source_hash = source.content_hash()
@@ -218,11 +207,7 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
             measure("after_recovery", model)
             if config.sparsity:
                 sparse_report, masks = _sparsify(model, source, config)
-        finite.check_weights("prune", "pruned model", model)  # never write a NaN model
-        dtype = dtypes.resolve(config.dtype, source.path, source.config)
-        if dtype != "float32":  # pruned (and recovered) in float32; only what is written takes the storage dtype
-            model = dtypes.cast(model, dtype)
-            finite.check_weights("prune", f"pruned model in {dtype}", model, "pass --dtype float32")
+        model, dtype = _storage(model, config, source)
         _save(model, source, out)
         if masks is not None:
             sparsity.save_masks(out / sparsity.MASKS_FILE, masks)
@@ -237,6 +222,34 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
         write_manifest(out, source=source, source_hash=source_hash, stage="prune", config=config.to_dict(),
                        report=report, timer=timer, fmt=PYTORCH, seed=config.seed)
     return report
+
+
+def _inputs(config: PruneConfig, source: Artifact, task: Any, tokenizer: Any,
+            max_length: int) -> tuple[list | None, list | None, Artifact | None]:
+    """Calibration and evaluation batches and the recovery teacher, all judged before any work."""
+    label2id = source.config.get("label2id") if task.uses_labels else None
+    load = dict(label2id=label2id, max_length=max_length, batch_size=16, require_labels=True)
+    calib = task.batches("--data", tokenizer, config.data, samples=config.calibration_samples,
+                         **load) if config.data else None
+    if config.eval_data:
+        eval_batches = task.batches("--eval-data", tokenizer, config.eval_data, samples=config.eval_samples, **load)
+    else:
+        eval_batches = calib
+    teacher = None
+    if config.recover_from:
+        teacher = check_teacher(config, source, tokenizer)
+        check_recover_data(config, source)
+    return calib, eval_batches, teacher
+
+
+def _storage(model: Any, config: PruneConfig, source: Artifact) -> tuple[Any, str]:
+    """The model in the dtype it is written in, checked finite (never write a NaN model)."""
+    finite.check_weights("prune", "pruned model", model)
+    dtype = dtypes.resolve(config.dtype, source.path, source.config)
+    if dtype != "float32":  # pruned (and recovered) in float32; only what is written takes the storage dtype
+        model = dtypes.cast(model, dtype)
+        finite.check_weights("prune", f"pruned model in {dtype}", model, "pass --dtype float32")
+    return model, dtype
 
 
 def _report(config: PruneConfig, source: Artifact, adapter: Any, model: Any, out: Path, *, params_before: int,

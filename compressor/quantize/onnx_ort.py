@@ -15,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from compressor import progress
 from compressor.errors import RuntimeFailureError
+from compressor.quantize import onnx_methods
+from compressor.quantize.onnx_methods import DYNAMIC_OPS, FP16_OPS, GEMM_SUFFIX, STATIC_OPS
 from compressor.quantize.config import QuantizeConfig
 from compressor.quantize.engine import Engine
 from compressor.quantize.isa import IntegerISA
@@ -28,22 +29,6 @@ QUANTIZED_OPS = frozenset({
     "QAttention", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QLinearConv",
     "ConvInteger", "GatherBlockQuantized", "QEmbedLayerNormalization", "DynamicQuantizeLSTM",
 })
-
-# Which node types each method quantizes. Dynamic INT8 covers the fused Attention (QAttention),
-# embedding tables (Gather) and Gemm (rewritten to MatMul + Add first, so a Gemm node "X" is named
-# "X_MatMul" afterwards); static QDQ sticks to MatMul/Gemm, because onnxruntime's CPU provider has
-# no quantized Attention in QDQ form and a DequantizeLinear in front of an embedding Gather would
-# expand the whole table on every run.
-DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather", "EmbedLayerNormalization", "Conv", "LSTM")
-STATIC_OPS = ("MatMul", "Gemm")
-FP16_OPS = (
-    "MatMul", "Gemm", "Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
-    "EmbedLayerNormalization", "BiasGelu", "FastGelu", "Gelu", "Softmax", "Conv",
-)
-
-GEMM_SUFFIX = "_MatMul"
-_CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-
 
 def graph_op_types(model: Any) -> dict[str, int]:
     ops = Counter(node.op_type for node in model.graph.node)
@@ -259,70 +244,25 @@ class OnnxEngine(Engine):
         return extra
 
     def _dynamic(self, out: Path, exclude: list[str]) -> None:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        exclude = exclude + [name + GEMM_SUFFIX for name in exclude]  # Gemm nodes are renamed before quantizing
-        quantize_dynamic(
-            str(self.input_file), str(out), op_types_to_quantize=list(DYNAMIC_OPS), per_channel=self.config.per_channel,
-            reduce_range=self.isa.reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-            extra_options={**self._extra(), "MatMulConstBOnly": True},
-        )
+        onnx_methods.dynamic(self.input_file, out, exclude, per_channel=self.config.per_channel,
+                             reduce_range=self.isa.reduce_range, extra=self._extra())
 
     def _static(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None) -> None:
-        from onnxruntime.quantization import (
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_dynamic,
-            quantize_static,
-        )
-
-        source, extra = self.input_file, {**self._extra(), "ActivationSymmetric": False, "WeightSymmetric": True}
         attention = [u.name for u in self._units if u.op_type == "Attention" and u.name not in exclude]
-        if attention:
-            # Fused Attention first becomes QAttention; the QDQ pass below then sees it as a foreign op,
-            # so float is the default type for tensors shape inference cannot follow through it.
-            source = self.workdir / "attention-int8.onnx"
-            quantize_dynamic(
-                str(self.input_file), str(source), op_types_to_quantize=["Attention"], nodes_to_quantize=attention,
-                per_channel=self.config.per_channel, reduce_range=self.isa.reduce_range,
-                weight_type=QuantType.QInt8, extra_options=self._extra(),
-            )
-            import onnx
-
-            extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
-        reader = _Reader(self.float_runner, batches) if batches is not None else None
-        if self.config.calib_method == "percentile":
-            extra["CalibPercentile"] = 99.999
-        quantize_static(
-            str(source), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(STATIC_OPS),
-            per_channel=self.config.per_channel, reduce_range=self.isa.reduce_range, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-            calibrate_method=getattr(CalibrationMethod, _CALIB[self.config.calib_method]),
-            calibration_cache_path=str(self._calibration_cache), extra_options=extra,
-        )
+        reader = onnx_methods.CalibrationReader(self.float_runner, batches) if batches is not None else None
+        onnx_methods.static(self.input_file, out, exclude, attention=attention, reader=reader, config=self.config,
+                            reduce_range=self.isa.reduce_range, extra=self._extra(), workdir=self.workdir,
+                            calibration_cache=self._calibration_cache)
 
     def _int4(self, out: Path, exclude: list[str]) -> None:
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-        quantizer = MatMulNBitsQuantizer(
-            self.model, bits=4, block_size=self.config.block_size, is_symmetric=self.config.symmetric,
-            accuracy_level=self.config.accuracy_level, nodes_to_exclude=exclude, op_types_to_quantize=("MatMul",),
-        )
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+        onnx_methods.int4(self.model, out, exclude, self.config)
         # MatMulNBitsQuantizer edits the graph it was given: reload a clean copy for the next build.
         import onnx
 
         self.model = onnx.load(str(self.input_file))
 
     def _fp16(self, out: Path, exclude: list[str]) -> None:
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = onnx.load(str(self.input_file))
-        converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=exclude or None)
-        onnx.save_model(converted, str(out))
+        onnx_methods.fp16(self.input_file, out, exclude)
 
     # -- reporting ----------------------------------------------------------------------------------
     def op_counts(self, candidate: Path, float_units: list[str]) -> dict[str, Any]:
@@ -382,18 +322,3 @@ def check_scales(onnx_file: Path) -> None:
         if not np.isfinite(values).all():
             kind = "nan" if np.isnan(values).any() else "inf"
             raise RuntimeFailureError(f"quantize: the quantized graph's scale {init.name!r} is {kind}; nothing written")
-
-
-class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over prepared batches, with a progress bar."""
-
-    def __init__(self, runner: Any, batches: list[dict[str, Any]]) -> None:
-        feeds = [runner.feeds({k: v for k, v in b.items() if k != "labels"}) for b in batches]
-        self._iter = progress.bar(feeds, desc="calibrating", total=len(feeds))
-        self._len = len(feeds)
-
-    def get_next(self) -> dict[str, Any] | None:
-        return next(self._iter, None)
-
-    def __len__(self) -> int:
-        return self._len
