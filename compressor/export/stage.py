@@ -18,7 +18,7 @@ from compressor.inference import OnnxRunner, TorchRunner
 from compressor.loading import load_model, load_tokenizer
 
 
-def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
+def _optimize(onnx_dir: Path, config: ExportConfig, fuse_as: str | None = None) -> None:
     """Rewrite ``onnx_dir/model.onnx`` in place with onnxruntime's transformer fusions."""
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
@@ -30,6 +30,8 @@ def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
         level, for_gpu=config.device == "cuda", fp16=config.fp16
     )
     optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=["model.onnx"])
+    if fuse_as and fuse_as != optimizer.model_type:  # the family's stand-in for a type optimum lacks
+        optimizer.model_type = optimizer.config.model_type = fuse_as
     optimized_dir = onnx_dir / "_optimized"
     optimizer.optimize(optimization, save_dir=optimized_dir, file_suffix=None)
     for item in optimized_dir.iterdir():
@@ -91,7 +93,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
             raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
         if config.optimize != "O0" or config.fp16:
             progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
-            _optimize(out, config)
+            _optimize(out, config, source.family.ort_optimizer_type(source.config.get("model_type", "")))
         onnx_file = out / "model.onnx"
 
         progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
