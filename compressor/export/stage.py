@@ -32,6 +32,13 @@ def _optimize(onnx_dir: Path, config: ExportConfig, fuse_as: str | None = None) 
     optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=["model.onnx"])
     if fuse_as and fuse_as != optimizer.model_type:  # the family's stand-in for a type optimum lacks
         optimizer.model_type = optimizer.config.model_type = fuse_as
+    heads, hidden = optimizer.normalized_config.num_attention_heads, optimizer.normalized_config.hidden_size
+    if heads and hidden % heads:
+        # A head-pruned Llama keeps head_dim explicit (6 heads of 8 in a 64-wide model): onnxruntime's
+        # fusions assert hidden % heads == 0, and with 0/0 they read the sizes from the graph instead.
+        from types import SimpleNamespace
+
+        optimizer.normalized_config = SimpleNamespace(num_attention_heads=0, hidden_size=0)
     optimized_dir = onnx_dir / "_optimized"
     optimizer.optimize(optimization, save_dir=optimized_dir, file_suffix=None)
     for item in optimized_dir.iterdir():

@@ -110,6 +110,10 @@ class LlamaSurgery:
                 f"(supported: {', '.join(ROPE_TYPES)}); refusing rather than dropping it"
             )
 
+    def check_heads(self, config: dict[str, Any], amount: float, unit: str, spec: str) -> None:
+        """Exit 2, before any work, when ``heads=amount`` breaks the grouped-query layout."""
+        heads_to_remove(int(config["num_attention_heads"]), self.kv_heads(config), amount, unit, spec)
+
     def kv_heads(self, config: dict[str, Any]) -> int:
         return int(config.get("num_key_value_heads") or config["num_attention_heads"])
 
