@@ -90,3 +90,11 @@ def test_onnx_int4_block_size_must_divide_every_input_width(run_cli, tiny_mistra
                      "--min-seconds", "0", "--warmup", "1", "--no-memory", "--profile-runs", "0", "--json")
     assert result.exit_code == 0, result.output
     assert "sliding window" in result.output  # 24-token prompt + 4 new tokens run past the 16-token window
+
+
+def test_pytorch_weight_only_int4_gptq_on_llama(run_cli, tiny_llama_dir, corpus_file, tmp_path):
+    out = tmp_path / "int4"
+    result = run_cli("quantize", tiny_llama_dir, "--method", "int4", "--algorithm", "gptq", "--calib-data",
+                     corpus_file, "--calib-samples", "4", "--max-length", "32", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "Linear 28/29" in result.output  # every block projection; the LM head stays float
