@@ -124,3 +124,33 @@ def test_rope_scaling_is_carried_or_refused(run_cli, tiny_llama_dir, tmp_path):
     assert result.exit_code == 2
     assert "rope_scaling type 'fancy' is not one this tool can carry through pruning" in result.output
     assert not bad.exists()
+
+
+@pytest.mark.parametrize("unit", ["kv-group", "query"])
+def test_cut_heads_compute_what_the_masked_model_computes(tiny_llama_dir, unit):
+    """Removing heads (and the KV groups nobody reads any more) equals zeroing their outputs."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from compressor.families.llama import LlamaSurgery
+    from compressor.prune.importance import unit_masks
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    surgery = LlamaSurgery()
+    blocks = list(surgery.blocks(model))
+    scores = [torch.rand(8, generator=torch.Generator().manual_seed(i)) for i in range(len(blocks))]
+    ids = torch.tensor([[5, 9, 2, 7, 3, 11, 4]])
+    kept = surgery.prune_heads(AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval(), scores, 0.5, unit,
+                               "heads=0.5")
+    points = [(surgery.head_output(b), 8, 8) for b in blocks]
+    with unit_masks(points) as masks, torch.no_grad():
+        for mask, layer in zip(masks, kept.values()):
+            mask.requires_grad_(False)
+            mask.zero_()
+            mask[layer["query_heads_kept"]] = 1
+        expected = model(ids).logits
+    pruned = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    surgery.prune_heads(pruned, scores, 0.5, unit, "heads=0.5")
+    with torch.no_grad():
+        assert torch.allclose(pruned(ids).logits, expected, atol=1e-5)
+    assert pruned.config.num_key_value_heads == (2 if unit == "kv-group" else 4)
