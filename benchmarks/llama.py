@@ -215,7 +215,7 @@ def part_quant(args) -> dict:
     from compressor.inference import OnnxRunner
     from compressor.quantize import QuantizeConfig, quantize
 
-    parent = export(TEACHER, "teacher-onnx", args.reuse)
+    parent = export(TEACHER, "quant-parent-onnx", args.reuse)  # its own copy: parts may run at once
     outs = {}
     for name, config in (("int8", QuantizeConfig(method="int8-dynamic")),
                          ("int4", QuantizeConfig(method="int4-weight", block_size=32, accuracy_level=4))):

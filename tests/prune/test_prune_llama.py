@@ -27,6 +27,7 @@ def test_kv_group_heads_and_ffn_give_a_standard_llama(run_cli, tiny_llama_dir, t
             config["intermediate_size"]) == (6, 3, 8, 72)
     report = _stage(out)
     assert report["structure"]["kv_heads_per_layer"] == [3] * 4
+    assert "KV heads per layer [3, 3, 3, 3]" in result.output
     assert report["structure"]["heads_per_layer"] == [6] * 4 and report["structure"]["ffn_per_layer"] == [72] * 4
     kept = report["heads_kept"]["0"]
     assert len(kept["kv_groups_kept"]) == 3
