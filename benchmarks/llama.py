@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 TEACHER = ASSETS / "teachers" / "llama-imdb"
 IMDB_TRAIN, IMDB_HELDOUT = ASSETS / "imdb" / "train.jsonl", ASSETS / "imdb" / "heldout-1000.txt"
-THREADS = 2
+THREADS = 2  # --threads changes it; rows timed with another count are stored as "<part>@<n>threads"
 LOCK = "/tmp/compress-cpu.lock"
 
 
@@ -247,9 +247,15 @@ def print_table(results: dict) -> None:
         print(f"| half-depth student (layers {','.join(map(str, s['layer_map']))}, {s['steps']} steps) | held-out ppl "
               f"{s['teacher']['perplexity']} -> {s['student']['perplexity']} = {s['perplexity_ratio']:.3f}x; "
               f"trained in {s['wall_s'] / 60:.1f} min | <= 1.25x in <= 30 min | {'yes' if s['met'] else 'NO'} |")
-    p = results.get("prune")
+    for key in [k for k in results if k.startswith("prune")]:
+        print_prune(key, results[key])
+    for key in [k for k in results if k.startswith("quant")]:
+        print_quant(key, results[key])
+
+
+def print_prune(key: str, p: dict) -> None:
     if p:
-        print(f"| width pruning {p['methods']} + {p['recover_steps']} recovery steps | MACs/token "
+        print(f"| {key}: width pruning {p['methods']} + {p['recover_steps']} recovery steps | MACs/token "
               f"{p['mac_ratio']:.2f}x fewer (blocks only {p['mac_ratio_blocks_only']:.2f}x; LM head "
               f"{p['lm_head_share_of_teacher_macs']:.0%} of the teacher's) | >= 1.3x | {'yes' if p['met_macs'] else 'NO'} |")
         print(f"| | held-out ppl {p['teacher']['perplexity']} -> {p['pruned']['perplexity']} = "
@@ -260,10 +266,12 @@ def print_table(results: dict) -> None:
             print(f"| | {kind} decode tok/s {r['teacher']['tokens_per_s']} -> {r['pruned']['tokens_per_s']} = "
                   f"{p[kind + '_speedup']:.2f}x (prefill {r['teacher']['prefill_ms']} -> {r['pruned']['prefill_ms']} ms)"
                   f" | >= {p['speed_target']:.2f}x | {'yes' if p['met_speed_' + kind] else 'NO'} |")
-    q = results.get("quant")
+
+
+def print_quant(key: str, q: dict) -> None:
     if q:
         ql, d = q["quality"], q["decode"]
-        print(f"| ONNX int4 vs float parent | ppl {ql['float']['perplexity']} -> int4 {ql['int4']['perplexity']} "
+        print(f"| {key}: ONNX int4 vs float parent | ppl {ql['float']['perplexity']} -> int4 {ql['int4']['perplexity']} "
               f"({ql['int4']['increase_pct']:+.2f}% {ql['int4']['increase_ci95']}), int8 {ql['int8']['perplexity']} "
               f"({ql['int8']['increase_pct']:+.2f}%) | <= +3% | {'yes' if q['met_int4_perplexity'] else 'NO'} |")
         print(f"| | decode tok/s float {d['float']['tokens_per_s']}, int8 {d['int8']['tokens_per_s']}, int4 "
@@ -283,8 +291,13 @@ def main() -> None:
     parser.add_argument("--recover-lr", type=float, default=5e-4)
     parser.add_argument("--prompts", type=int, default=6)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads per model when timing (1 stalls less on an oversubscribed machine)")
     parser.add_argument("--from-json", action="store_true", help="print the table of the saved results")
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
+    suffix = "" if args.threads == 2 else f"@{args.threads}threads"
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if not args.from_json:
         WORK.mkdir(parents=True, exist_ok=True)
@@ -294,7 +307,8 @@ def main() -> None:
                 row = fn(args)
                 # parts may run as separate processes at once: merge into what is on disk now
                 results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-                results[name] = row
+                row["threads"] = args.threads
+                results[name + suffix] = row
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
