@@ -31,6 +31,22 @@ def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return factories.tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return factories.tiny_llama(tmp_path_factory.mktemp("tiny") / "qwen2", model_type="qwen2", layers=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return factories.tiny_llama(tmp_path_factory.mktemp("tiny") / "mistral", model_type="mistral", layers=3,
+                                sliding_window=16)
+
+
+@pytest.fixture(scope="session")
 def sst_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return factories.write_sst(tmp_path_factory.mktemp("data") / "sst.tsv", rows=64)
 

@@ -1,4 +1,4 @@
-"""Tiny random BERT and GPT-2 checkpoints with tiny local tokenizers, built in code (no network)."""
+"""Tiny random BERT, GPT-2 and Llama-family (llama, qwen2, mistral) checkpoints with tiny local tokenizers, built in code (no network)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,36 @@ def tiny_gpt2(directory: Path, *, layers: int = 4, seed: int = 0, hidden: int = 
         eos_token_id=tokenizer.eos_token_id,
     )
     model = GPT2LMHeadModel(config).eval()
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def tiny_llama(directory: Path, *, model_type: str = "llama", layers: int = 4, seed: int = 0, hidden: int = 64,
+               heads: int = 8, kv_heads: int = 4, ffn: int = 96, sliding_window: int = 32,
+               rope_scaling: dict | None = None) -> Path:
+    """A tiny Llama-family causal LM: ``llama`` (untied), ``qwen2`` (q/k/v biases, tied embeddings) or
+    ``mistral`` (sliding window of ``sliding_window`` tokens); GQA with ``heads``/``kv_heads``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = gpt2_tokenizer(directory)
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                  num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=ffn,
+                  max_position_embeddings=128, bos_token_id=tokenizer.eos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, rope_scaling=rope_scaling)
+    extra = {"llama": dict(tie_word_embeddings=False),
+             "qwen2": dict(tie_word_embeddings=True, use_sliding_window=False),
+             "mistral": dict(tie_word_embeddings=False, sliding_window=sliding_window)}[model_type]
+    config = AutoConfig.for_model(model_type, **common, **extra)
+    config.architectures = [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                             "mistral": "MistralForCausalLM"}[model_type]]
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # random init is near-uniform; larger weights give heads and neurons distinct roles
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0, 0.08)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

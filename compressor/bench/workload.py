@@ -23,6 +23,7 @@ class Workload:
     blocks: np.ndarray | None = None  # LM: token blocks scored for perplexity
     prompts: dict[int, list[np.ndarray]] = field(default_factory=dict)  # LM: decode prompts per batch size
     prompt_length: int = 0
+    longest: int = 0  # LM: the most tokens one sequence reaches (a scored block, or prompt + decoded tokens)
 
     def heaviest(self, batch_size: int) -> dict[str, np.ndarray]:
         """The latency batch with the most tokens: the one that sets peak memory."""

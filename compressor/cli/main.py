@@ -90,7 +90,7 @@ def _quiet_libraries(verbose: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress or status lines on stderr.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
-    """Compress Hugging Face models (BERT classifiers, GPT-2 LMs) and prove what it costs.
+    """Compress Hugging Face models (BERT classifiers, GPT-2 and Llama-family LMs) and prove what it costs.
 
     Exit codes: 0 success, 1 a gate failed, 2 bad usage or input, 3 the work failed at run time.
     """

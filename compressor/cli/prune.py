@@ -14,9 +14,11 @@ def _summary(output: str, report: dict) -> list[str]:
     ]
     structure = report.get("structure")
     if structure:
+        kv = structure.get("kv_heads_per_layer")
         lines.append(
             f"layers {structure['layers']}, heads per layer {structure['heads_per_layer']}, "
-            f"FFN width {sorted(set(structure['ffn_per_layer']))}"
+            + (f"KV heads per layer {kv}, " if kv else "")
+            + f"FFN width {sorted(set(structure['ffn_per_layer']))}"
         )
     sparse = report.get("sparsity")
     if sparse:

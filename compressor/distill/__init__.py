@@ -1,4 +1,4 @@
-"""Knowledge distillation into a smaller student, for BERT classifiers and GPT-2 LMs."""
+"""Knowledge distillation into a smaller student, for BERT classifiers, GPT-2 and Llama-family LMs."""
 
 from compressor.distill.config import DistillConfig
 from compressor.distill.stage import distill

@@ -20,7 +20,7 @@ from compressor.loading import load_model, load_tokenizer
 from compressor.scratch import scratch_space
 
 
-def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
+def _optimize(onnx_dir: Path, config: ExportConfig, fuse_as: str | None = None) -> None:
     """Rewrite ``onnx_dir/model.onnx`` in place with onnxruntime's transformer fusions."""
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
@@ -32,6 +32,15 @@ def _optimize(onnx_dir: Path, config: ExportConfig) -> None:
         level, for_gpu=config.device == "cuda", fp16=config.fp16
     )
     optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=["model.onnx"])
+    if fuse_as and fuse_as != optimizer.model_type:  # the family's stand-in for a type optimum lacks
+        optimizer.model_type = optimizer.config.model_type = fuse_as
+    heads, hidden = optimizer.normalized_config.num_attention_heads, optimizer.normalized_config.hidden_size
+    if heads and hidden % heads:
+        # A head-pruned Llama keeps head_dim explicit (6 heads of 8 in a 64-wide model): onnxruntime's
+        # fusions assert hidden % heads == 0, and with 0/0 they read the sizes from the graph instead.
+        from types import SimpleNamespace
+
+        optimizer.normalized_config = SimpleNamespace(num_attention_heads=0, hidden_size=0)
     optimized_dir = onnx_dir / "_optimized"
     optimizer.optimize(optimization, save_dir=optimized_dir, file_suffix=None)
     for item in optimized_dir.iterdir():
@@ -66,7 +75,7 @@ def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, confi
         raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
     if config.optimize != "O0" or config.fp16:
         progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
-        _optimize(out, config)
+        _optimize(out, config, source.family.ort_optimizer_type(source.config.get("model_type", "")))
 
 
 def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force: bool = False, allow_pickle: bool = False) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from compressor.errors import BadInputError
 from compressor.families.base import Family
 from compressor.families.bert import BERT
 from compressor.families.gpt2 import GPT2_FAMILY
+from compressor.families.llama import LLAMA
 
 # The registry: a new family is one module plus its entry here.
-FAMILIES: tuple[Family, ...] = (BERT, GPT2_FAMILY)
+FAMILIES: tuple[Family, ...] = (BERT, GPT2_FAMILY, LLAMA)
 
 __all__ = [
     "FAMILIES",

@@ -101,6 +101,14 @@ class Family:
         limit = self.max_positions(config)
         return min(requested, limit) if limit else requested
 
+    def attention_window(self, config: dict[str, Any]) -> int | None:
+        """Tokens a sliding-window model attends to; None for full attention."""
+        return None
+
+    def ort_optimizer_type(self, model_type: str) -> str:
+        """The model type optimum's ``ORTOptimizer`` fuses this model's graph as (its own by default)."""
+        return model_type
+
     # -- layers ---------------------------------------------------------------------------------
     def layers(self, model: Any) -> Any:
         """The ``nn.ModuleList`` of transformer blocks (any head)."""

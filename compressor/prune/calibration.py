@@ -38,3 +38,15 @@ def self_kl_loss(task: Task, model: Any, batches: list[Batch], device: str = "cp
                         reduction="batchmean")
 
     return loss
+
+
+def forward_all(task: Task, model: Any, batches: list[Batch], device: str = "cpu"):
+    """A callable running ``model`` over ``batches`` (outputs discarded), for hooks that observe it."""
+    import torch
+
+    def run() -> None:
+        for batch in batches:
+            inputs = {k: torch.from_numpy(v).to(device) for k, v in model_inputs(batch).items()}
+            model(**inputs, **task.model_kwargs)
+
+    return run

@@ -23,6 +23,8 @@ STRUCTURAL = (LAYERS, HEADS, FFN)  # applied in this order: fewer layers means f
 SPARSITY = (MAGNITUDE, MAGNITUDE_LAYER, SEMI_2_4)
 METHODS = STRUCTURAL + SPARSITY
 IMPORTANCE = ("auto", "gradient", "magnitude")
+HEAD_UNITS = ("kv-group", "query")  # grouped-query attention: what a removed head is
+LAYER_IMPORTANCE = ("ablation", "cosine")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class PruneConfig:
     # Calibration data: importance by gradients (Michel et al.) when given, weight magnitude otherwise.
     data: DataSpec | None = None
     importance: str = "auto"
+    head_unit: str = "kv-group"
+    layer_importance: str = "ablation"
     calibration_samples: int = 256  # rows (classification) or blocks of max_length tokens (LM)
     # Metric before/after pruning and recovery; defaults to the calibration data when only that is given.
     eval_data: DataSpec | None = None
@@ -147,6 +151,12 @@ class PruneConfig:
             raise BadInputError("--method: no pruning method given; e.g. --method heads=0.25,ffn=0.3")
         if self.importance not in IMPORTANCE:
             raise BadInputError(f"--importance {self.importance!r}: choose one of {', '.join(IMPORTANCE)}")
+        if self.head_unit not in HEAD_UNITS:
+            raise BadInputError(f"--head-unit {self.head_unit!r}: choose one of {', '.join(HEAD_UNITS)}")
+        if self.layer_importance not in LAYER_IMPORTANCE:
+            raise BadInputError(
+                f"--layer-importance {self.layer_importance!r}: choose one of {', '.join(LAYER_IMPORTANCE)}"
+            )
         if self.importance == "gradient" and self.data is None:
             raise BadInputError("--importance gradient: needs calibration data; pass --data")
         counts = (("--calibration-samples", self.calibration_samples), ("--ffn-multiple-of", self.ffn_multiple_of or 1),

@@ -117,6 +117,34 @@ def layer_ablation_scores(model: Any, blocks: list[Any], batches: list[dict[str,
     return scores
 
 
+def block_cosine_scores(blocks: list[Any], run: Callable[[], None]) -> list[float]:
+    """Mean cosine distance (1 - cos) between each block's input and output hidden states per token over
+    the forward passes ``run`` makes (ShortGPT's Block Influence, Minitron's depth importance): a block
+    that barely turns its input scores near 0 and is the first to go. Higher means more important."""
+    import torch
+
+    sums = [0.0] * len(blocks)
+    counts = [0] * len(blocks)
+    handles = []
+    for i, block in enumerate(blocks):
+
+        def hook(_module: Any, args: tuple, kwargs: dict, output: Any, i: int = i) -> None:
+            x = args[0] if args else kwargs["hidden_states"]
+            y = output[0] if isinstance(output, tuple) else output
+            cos = torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1)
+            sums[i] += float((1 - cos).sum())
+            counts[i] += cos.numel()
+
+        handles.append(block.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [s / max(c, 1) for s, c in zip(sums, counts)]
+
+
 # --- selection -------------------------------------------------------------------------------------
 
 

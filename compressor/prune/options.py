@@ -15,6 +15,12 @@ OPTIONS = (
     Option("data", path="data", help="Calibration data: gradient importance (labelled rows for a classifier)."),
     Option("importance", "choice", "auto", choices=("auto", "gradient", "magnitude"),
            help="auto (gradient with --data, else magnitude), gradient or magnitude."),
+    Option("head-unit", "choice", "kv-group", choices=("kv-group", "query"),
+           help="Grouped-query attention: remove whole KV groups with their query heads (kv-group) or the same "
+                "number of query heads from every group (query)."),
+    Option("layer-importance", "choice", "ablation", choices=("ablation", "cosine"),
+           help="layers=AMOUNT: ablation (loss increase when a block is skipped) or cosine (distance between a "
+                "block's input and output hidden states, ShortGPT/Minitron depth pruning)."),
     Option("calibration-samples", "int", 256, min=1, max=10**7, help="Rows (LM: blocks) scored."),
     Option("eval-data", path="data", help="Data for the metric before/after (default: --data)."),
     Option("eval-samples", "int", min=1, max=10**9, help="Rows (LM: blocks) evaluated (default: all)."),
@@ -39,6 +45,7 @@ def build(values: dict[str, Any]) -> PruneConfig:
     v = values
     return PruneConfig(
         methods=parse_methods(v["method"], v["amount"]), data=data_spec(v, "data"), importance=v["importance"],
+        head_unit=v["head_unit"], layer_importance=v["layer_importance"],
         calibration_samples=v["calibration_samples"], eval_data=data_spec(v, "eval_data"),
         eval_samples=v["eval_samples"], max_length=v["max_length"], ffn_multiple_of=v["ffn_multiple_of"],
         recover_from=v["recover_from"], recover_data=data_spec(v, "recover_data"), recover_steps=v["recover_steps"],

@@ -50,6 +50,12 @@ def _check_plan(config: PruneConfig, source: Artifact) -> Any:
             )
     if adapter is None:
         return None
+    spec = ",".join(m.spec for m in config.methods)
+    if hasattr(adapter, "check_config"):  # e.g. a RoPE scaling the surgery cannot carry through
+        adapter.check_config(source.config, spec)
+    heads = config.method(HEADS)
+    if heads and hasattr(adapter, "check_heads"):  # grouped-query attention: one valid layout for all layers
+        adapter.check_heads(source.config, heads.amount, config.head_unit, heads.spec)
     shape = adapter.shape
     n_layers = int(source.config[shape.layers])
     layers = config.method(LAYERS)
@@ -93,13 +99,19 @@ def _prune_structure(model: Any, adapter: Any, config: PruneConfig, task: Task, 
             remove, scores = list(layers.layers), None
         else:
             batches = calib if calib else builtin
-            layer_loss = loss if calib else calibration.self_kl_loss(task, model, builtin, device)
-            progress.status(f"scoring {len(adapter.blocks(model))} layers by ablation")
-            scores = importance.layer_ablation_scores(model, list(adapter.blocks(model)), batches, layer_loss)
+            blocks = list(adapter.blocks(model))
+            progress.status(f"scoring {len(blocks)} layers by {config.layer_importance}")
+            if config.layer_importance == "cosine":
+                scores = importance.block_cosine_scores(blocks, calibration.forward_all(task, model, batches, device))
+            else:
+                layer_loss = loss if calib else calibration.self_kl_loss(task, model, builtin, device)
+                scores = importance.layer_ablation_scores(model, blocks, batches, layer_loss)
             remove = importance.layers_to_remove(scores, layers.amount)
         structural.drop_layers(adapter, model, remove)
         done["layers_removed"] = remove
         done["layer_scores"] = scores
+        if scores is not None:
+            done["layer_importance"] = config.layer_importance
     heads, ffn = config.method(HEADS), config.method(FFN)
     if not (heads or ffn):
         return done
@@ -112,7 +124,9 @@ def _prune_structure(model: Any, adapter: Any, config: PruneConfig, task: Task, 
     else:
         head_scores = [importance.head_magnitude(*adapter.head_weights(b), adapter.heads(b)[0]) for b in blocks]
         ffn_scores = [importance.neuron_magnitude(*adapter.ffn_weights(b)) for b in blocks]
-    if heads:
+    if heads and hasattr(adapter, "prune_heads"):  # the family's own cut (grouped-query attention)
+        done["heads_kept"] = adapter.prune_heads(model, head_scores, heads.amount, config.head_unit, heads.spec)
+    elif heads:
         remove = importance.select_heads(importance.normalize_per_layer(head_scores), heads.amount)
         done["heads_removed"] = {str(k): v for k, v in structural.prune_heads(adapter, model, remove).items()}
     if ffn:
@@ -138,8 +152,11 @@ def _sparsify(model: Any, source: Artifact, config: PruneConfig) -> tuple[dict[s
 def _shape_report(adapter: Any, model: Any) -> dict[str, Any]:
     if adapter is None:
         return {}
-    return {"layers": len(adapter.blocks(model)), "heads_per_layer": structural.heads_per_layer(adapter, model),
-            "ffn_per_layer": structural.ffn_per_layer(adapter, model)}
+    shape = {"layers": len(adapter.blocks(model)), "heads_per_layer": structural.heads_per_layer(adapter, model),
+             "ffn_per_layer": structural.ffn_per_layer(adapter, model)}
+    if hasattr(adapter, "kv_count"):
+        shape["kv_heads_per_layer"] = [adapter.kv_count(block) for block in adapter.blocks(model)]
+    return shape
 
 
 def _save(model: Any, source: Artifact, directory: Path) -> None:

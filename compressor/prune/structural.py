@@ -1,9 +1,12 @@
-"""Physically shrinking BERT and GPT-2: whole layers, attention heads and FFN neurons.
+"""Physically shrinking BERT, GPT-2 and Llama-family models: whole layers, attention heads and FFN neurons.
 
 Everything here leaves a model that ``AutoModel*.from_pretrained`` rebuilds from its own config:
 
-- heads go through transformers' own ``prune_heads`` (the config's ``pruned_heads`` records them and
+- BERT/GPT-2 heads go through transformers' own ``prune_heads`` (the config's ``pruned_heads`` records them and
   ``from_pretrained`` re-applies the cut on load), so the config stays standard;
+- Llama-family heads (grouped-query attention, no ``prune_heads`` in transformers) are cut by the
+  family's adapter (``adapter.prune_heads``) to one layout for every layer, written as plain
+  ``num_attention_heads`` / ``num_key_value_heads`` / ``head_dim``;
 - FFN neurons are removed in equal numbers from every layer, so one ``intermediate_size`` /
   ``n_inner`` describes the result;
 - removed layers shrink the block list and the layer count; ``pruned_heads`` is renumbered.

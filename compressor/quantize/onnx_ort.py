@@ -47,6 +47,22 @@ def quantized_op_types(onnx_file: Path) -> set[str]:
     return found
 
 
+def _check_block(widths: dict[str, int], block_size: int) -> None:
+    """MatMulNBits quantizes each weight column in blocks along the input width: a block size that does
+    not divide every width would pad the last block with zeros; refuse it instead."""
+    from compressor.errors import BadInputError
+
+    bad = {name: width for name, width in widths.items() if block_size != -1 and width % block_size}
+    if bad:
+        name, width = next(iter(bad.items()))
+        fits = [b for b in (16, 32, 64, 128, 256) if all(w % b == 0 for w in widths.values())]
+        raise BadInputError(
+            f"--block-size {block_size}: does not divide the input width {width} of MatMul {name!r} "
+            f"({len(bad)} of {len(widths)} MatMuls); int4 blocks must tile each weight's input width "
+            f"(block sizes that fit every MatMul: {', '.join(map(str, fits)) or 'none; use -1'})"
+        )
+
+
 def _remove_with_external_data(onnx_file: Path) -> None:
     """Delete an ONNX file and the external-data files it references (uuid-named, beside it)."""
     import onnx
@@ -119,7 +135,7 @@ class OnnxEngine(Engine):
 
         inits = self._initializers()
         floats = (onnx.TensorProto.FLOAT,)
-        units = []
+        units, widths = [], {}
         for node in self.model.graph.node:
             if not node.name:
                 continue
@@ -138,9 +154,11 @@ class OnnxEngine(Engine):
             elif self.method == "int4-weight" and op == "MatMul":
                 weight = inits.get(node.input[1])
                 if weight is not None and weight.data_type in floats and len(weight.dims) == 2:
+                    widths[node.name] = int(weight.dims[0])
                     units.append(Unit(node.name, op))
             elif self.method == "fp16" and op in FP16_OPS:
                 units.append(Unit(node.name, op))
+        _check_block(widths, self.config.block_size)
         return units
 
     def units(self) -> list[Unit]:

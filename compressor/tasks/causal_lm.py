@@ -1,4 +1,4 @@
-"""causal-lm: next-token prediction (GPT-2 family). Data is free text cut into fixed blocks; quality
+"""causal-lm: next-token prediction (GPT-2 and Llama families). Data is free text cut into fixed blocks; quality
 is perplexity with a bootstrap over blocks; distillation is token-level KL on the next-token
 distribution (top-k when cached) plus optional next-token CE; it exports with the KV cache."""
 
@@ -241,6 +241,7 @@ class CausalLM(Task):
                     max_blocks=config.max_samples,
                     quality_batch_size=min(config.quality_batch_size, BENCH_QUALITY_BATCH),
                 )
+                subject.workload.longest = max(block, prompt + config.decode_tokens)
             except BadInputError as exc:  # too little text for one block: name the file
                 raise BadInputError(
                     f"{config.data.path}: {exc.message}; give more text or a smaller --max-length"
@@ -276,7 +277,17 @@ class CausalLM(Task):
         from compressor.bench import checks
 
         base_vocab = subjects[0].tokenizer.get_vocab()
-        return [
+        found = []
+        for s in subjects:  # a sliding-window model attends to fewer tokens than it is scored/timed on
+            window = s.artifact.family.attention_window(s.artifact.config)
+            longest = s.workload.longest if s.workload is not None else 0
+            if window and longest > window:
+                found.append(checks.warning(
+                    "beyond-sliding-window", s.name,
+                    f"{s.name}: sequences reach {longest} tokens, beyond its {window}-token sliding window; it "
+                    "attends to the last {window} only, so perplexity and speed are not those of full attention"
+                    .replace("{window}", str(window))))
+        return found + [
             checks.warning("tokenizer-differs", s.name,
                            f"{s.name}: its tokenizer differs from the baseline's; perplexities are per token of "
                            "different vocabularies and not directly comparable")

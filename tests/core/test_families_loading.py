@@ -22,6 +22,9 @@ from compressor.loading import load_model
         ({"model_type": "distilbert", "architectures": ["DistilBertForSequenceClassification"]}, "bert", "text-classification"),
         ({"model_type": "roberta"}, "bert", "feature-extraction"),
         ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "gpt2", "causal-lm"),
+        ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, "llama", "causal-lm"),
+        ({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}, "llama", "causal-lm"),
+        ({"model_type": "mistral"}, "llama", "causal-lm"),
     ],
 )
 def test_detect(config, family, task):
@@ -31,9 +34,9 @@ def test_detect(config, family, task):
 
 def test_unsupported_model_type_names_it_and_the_supported_ones():
     with pytest.raises(BadInputError) as err:
-        families.detect({"model_type": "llama"}, "x/config.json")
-    assert "'llama'" in err.value.message
-    assert "bert, distilbert, gpt2, roberta" in err.value.message
+        families.detect({"model_type": "falcon"}, "x/config.json")
+    assert "'falcon'" in err.value.message
+    assert "bert, distilbert, gpt2, llama, mistral, qwen2, roberta" in err.value.message
 
 
 def test_unsupported_architecture_of_a_known_family():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,16 @@ def test_env_default(tmp_path, monkeypatch):
     path = _write(tmp_path, "inputs:\n  teacher: ${NOT_SET_X:-fallback}/t\nstages:\n  - {name: o, run: export-onnx, from: teacher}\n")
     monkeypatch.delenv("NOT_SET_X", raising=False)
     assert load_recipe(path).inputs["teacher"] == "fallback/t"
+
+
+def test_llama_recipe_plans_every_stage(run_cli, tmp_path):
+    from conftest import ASSETS
+
+    if not (ASSETS / "teachers" / "llama-imdb").is_dir():
+        pytest.skip("real assets not present")
+    recipe = Path(__file__).resolve().parents[2] / "pipelines" / "llama-lm.yaml"
+    result = run_cli("run", recipe, "--out", tmp_path / "run", "--dry-run")
+    assert result.exit_code == 0, result.output
+    for stage in ("student", "pruned", "pruned-onnx", "pruned-int8", "pruned-int4", "teacher-onnx", "bench"):
+        assert f"  {stage}: compress " in result.output
+    assert "--head-unit kv-group" in result.output and "--block-size 32" in result.output
