@@ -176,9 +176,9 @@ def test_export_optimizer_temp_files_live_in_the_scratch_space(run_cli, tiny_ber
     seen = {}
     optimize = stage._optimize
 
-    def spy(onnx_dir, config):
+    def spy(onnx_dir, config, *args):
         seen["tempfile"] = Path(tempfile.gettempdir())  # where onnxruntime's optimizer puts its model copy
-        return optimize(onnx_dir, config)
+        return optimize(onnx_dir, config, *args)
 
     monkeypatch.setattr(stage, "_optimize", spy)
     result = run_cli("export-onnx", tiny_bert_dir, "-o", tmp_path / "out")
