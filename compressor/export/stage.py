@@ -79,7 +79,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
         try:
             onnx_export_from_model(
-                model,
+                task.export_model(model),
                 out,
                 task=export_task,
                 opset=config.opset,
@@ -92,6 +92,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         if config.optimize != "O0" or config.fp16:
             progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
             _optimize(out, config)
+        task.finish_export(model, out)
         onnx_file = out / "model.onnx"
 
         progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
@@ -110,7 +111,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         }
         if parity["max_abs_diff"] > config.tolerance:
             raise RuntimeFailureError(
-                f"parity check failed: max |logit diff| {parity['max_abs_diff']:.3g} exceeds --atol "
+                f"parity check failed: max |{task.output_name} diff| {parity['max_abs_diff']:.3g} exceeds --atol "
                 f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
                 report=report,
             )
