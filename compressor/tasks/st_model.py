@@ -56,12 +56,28 @@ def read_modules(directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any],
         config = json.loads(pooling_file.read_text())
     except json.JSONDecodeError as exc:
         raise BadInputError(f"{pooling_file}: not valid JSON ({exc.msg})") from exc
+    config = legacy_pooling(config)
     modes = [mode for key, mode in POOLING_MODES.items() if config.get(key)]
     others = [k for k, v in config.items() if k.startswith("pooling_mode") and v and k not in POOLING_MODES]
     if len(modes) != 1 or others:
         raise BadInputError(f"{pooling_file}: pooling {', '.join(modes + others) or 'none'} is not supported; "
                             "one of mean, cls, max, mean_sqrt_len")
-    return modules, config, "Normalize" in kinds
+    return modules, legacy_pooling(config), "Normalize" in kinds
+
+
+def legacy_pooling(config: dict[str, Any]) -> dict[str, Any]:
+    """sentence-transformers >= 5 writes ``{"pooling_mode": "mean", "embedding_dimension": N}``; older
+    versions (and what this tool writes) one ``pooling_mode_<x>`` flag per mode. Both read alike."""
+    config = dict(config)
+    named = config.pop("pooling_mode", None)
+    if isinstance(named, str):
+        key = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
+               "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens"}.get(named, f"pooling_mode_{named}")
+        config[key] = True
+    if "embedding_dimension" in config:
+        config.setdefault("word_embedding_dimension", config.pop("embedding_dimension"))
+    config.pop("include_prompt", None)
+    return config
 
 
 def pooling_mode(config: dict[str, Any]) -> str:

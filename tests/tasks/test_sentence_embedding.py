@@ -82,3 +82,11 @@ def test_spearman_bootstrap_is_paired_and_zero_for_identical_models():
     assert same["score_drop_points"] == 0 and same["score_drop_ci95"] == [0.0, 0.0]
     worse = sts_vs_baseline(sims + rng.normal(0, 3, 200), sims, gold, resamples=100)
     assert worse["score_drop_points"] > 0
+
+
+def test_both_pooling_config_layouts_read_alike():
+    from compressor.tasks.st_model import legacy_pooling, pooling_mode
+
+    new = legacy_pooling({"embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": True})
+    assert pooling_mode(new) == "mean" and new["word_embedding_dimension"] == 384
+    assert pooling_mode(legacy_pooling({"pooling_mode_cls_token": True})) == "cls"
