@@ -70,6 +70,11 @@ def open_artifact(path: str | os.PathLike[str]) -> Artifact:
         raise BadInputError(f"{directory}: not a directory; expected a checkpoint or artifact directory")
     config = families.read_config(directory)
     family, task = families.detect(config, directory / "config.json")
+    from compressor import tasks
+
+    declared = tasks.from_files(directory)
+    if declared and declared in family.tasks:
+        task = declared
     manifest = Manifest.read(directory)
     if manifest is not None:
         fmt, task = manifest.format, manifest.task
@@ -81,6 +86,7 @@ def open_artifact(path: str | os.PathLike[str]) -> Artifact:
         raise BadInputError(
             f"{directory}: no model weights found (expected one of {', '.join(WEIGHT_FILES)} or a *.onnx file)"
         )
+    tasks.get(task).check_directory(directory)
     return Artifact(path=directory, format=fmt, family=family, task=task, config=config, manifest=manifest)
 
 

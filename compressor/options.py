@@ -115,6 +115,8 @@ COLUMN_OPTIONS = (
     Option("text-column", help="Text column (default: sentence, text, sentence1, ... whichever exists)."),
     Option("text-pair-column", help="Second-sentence column for pair tasks."),
     Option("label-column", help="Label column (default: label)."),
+    Option("no-header", "flag", False,
+           help="TSV/CSV data without a header line: name columns by index (--text-column 0 --label-column 1)."),
 )
 ALLOW_PICKLE = Option("allow-pickle", "flag", False,
                       help="Load a pickle (pytorch_model.bin) checkpoint with weights_only=True.")
@@ -160,4 +162,5 @@ def data_spec(values: dict[str, Any], key: str) -> Any:
     from compressor.data import DataSpec
 
     return DataSpec(path=values[key], text_column=values.get("text_column"),
-                    text_pair_column=values.get("text_pair_column"), label_column=values.get("label_column"))
+                    text_pair_column=values.get("text_pair_column"), label_column=values.get("label_column"),
+                    no_header=bool(values.get("no_header")))

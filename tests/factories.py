@@ -36,11 +36,13 @@ def write_corpus(path: Path, documents: int, seed: int = 0) -> Path:
     return path
 
 
-def bert_tokenizer(directory: Path):
+def bert_tokenizer(directory: Path, extra: list[str] | None = None):
     from transformers import BertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "'", "!", "?"] + sorted(set(WORDS))
+    if extra:  # names, and sub-word pieces so some words split into several tokens
+        vocab += sorted(set(extra) - set(vocab)) + ["##s", "##a"]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
     tokenizer.model_max_length = 128
@@ -139,4 +141,102 @@ def tiny_llama(directory: Path, *, model_type: str = "llama", layers: int = 4, s
                 param.normal_(0, 0.08)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    return directory
+
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+PEOPLE = ["anna", "bob", "carl"]
+PLACES = ["paris", "rome", "oslo"]
+
+
+def tagged_sentences(rows: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """Sentences of known words with IOB2 person/place tags ("anna bob" is one two-word person)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(rows):
+        words, tags = [], []
+        for _ in range(rng.randint(3, 8)):
+            kind = rng.random()
+            if kind < 0.2:
+                words += [rng.choice(PEOPLE), rng.choice(PEOPLE)]
+                tags += ["B-PER", "I-PER"]
+            elif kind < 0.35:
+                words.append(rng.choice(PLACES))
+                tags.append("B-LOC")
+            else:
+                words.append(rng.choice(FILLER + NOUNS))
+                tags.append("O")
+        out.append((words, tags))
+    return out
+
+
+def write_conll(path: Path, rows: int, seed: int = 0) -> Path:
+    """CoNLL-2003 layout: -DOCSTART-, token POS chunk NER, blank lines between sentences."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for words, tags in tagged_sentences(rows, seed):
+        lines += [f"{w} NN I-NP {t}" for w, t in zip(words, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_tagged_jsonl(path: Path, rows: int, seed: int = 0, *, ids: bool = False) -> Path:
+    import json
+
+    with path.open("w") as handle:
+        for words, tags in tagged_sentences(rows, seed):
+            handle.write(json.dumps({"tokens": words, "tags": [TAGS.index(t) for t in tags] if ids else tags}) + "\n")
+    return path
+
+
+def tiny_bert_tagger(directory: Path, *, layers: int = 4, seed: int = 0, hidden: int = 32, heads: int = 4) -> Path:
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    torch.manual_seed(seed)
+    tokenizer = bert_tokenizer(directory, extra=PEOPLE + PLACES)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=hidden * 4, max_position_embeddings=128,
+                        num_labels=len(TAGS), id2label=dict(enumerate(TAGS)), label2id={t: i for i, t in enumerate(TAGS)})
+    BertForTokenClassification(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_sts(path: Path, rows: int, seed: int = 0) -> Path:
+    """STS-B layout (sentence1, sentence2, score 0-5): similar pairs share their adjective's polarity."""
+    rng = random.Random(seed)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writerow(["index", "sentence1", "sentence2", "score"])
+        for i in range(rows):
+            a, b = rng.randint(0, 1), rng.randint(0, 1)
+            score = round(rng.uniform(3.0, 5.0) if a == b else rng.uniform(0.0, 2.0), 2)
+            writer.writerow([i, sentence(rng, a), sentence(rng, b), score])
+    return path
+
+
+def tiny_sentence_transformer(directory: Path, *, layers: int = 4, seed: int = 0, hidden: int = 32, heads: int = 4,
+                              pooling: bool = True) -> Path:
+    """A sentence-transformers checkpoint: BertModel at the root, mean pooling, Normalize."""
+    import json
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = bert_tokenizer(directory)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=hidden * 4, max_position_embeddings=128)
+    BertModel(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    if pooling:
+        (directory / "1_Pooling").mkdir(exist_ok=True)
+        (directory / "1_Pooling" / "config.json").write_text(json.dumps(
+            {"word_embedding_dimension": hidden, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+             "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
     return directory

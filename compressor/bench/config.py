@@ -35,6 +35,10 @@ GATES: dict[str, GateSpec] = {
                  "fail when accuracy falls more than P points below the baseline (classifiers)"),
         GateSpec("max-perplexity-increase", "%", 0.0, 1e6, True,
                  "fail when perplexity rises more than P percent above the baseline (LMs)"),
+        GateSpec("max-f1-drop", "points", 0.0, 100.0, True,
+                 "fail when entity F1 falls more than P points below the baseline (token classifiers)"),
+        GateSpec("max-score-drop", "points", 0.0, 100.0, True,
+                 "fail when STS Spearman (x100) falls more than P points below the baseline (sentence embeddings)"),
         GateSpec("min-speedup", "x", 0.0, 1e6, False,
                  "fail when baseline p50 / artifact p50 at batch 1 is below X"),
         GateSpec("max-latency-ms", "ms", 0.0, 1e9, False, "fail when p90 latency at batch 1 exceeds MS"),
@@ -45,7 +49,7 @@ GATES: dict[str, GateSpec] = {
 
 # Gates on a task's quality metric: each applies to the tasks whose ``budget_option`` it is; a gate
 # that cannot be evaluated is a usage error, not a pass.
-QUALITY_GATES = {"max-accuracy-drop", "max-perplexity-increase"}
+QUALITY_GATES = {"max-accuracy-drop", "max-perplexity-increase", "max-f1-drop", "max-score-drop"}
 
 
 def gate_name(name: str) -> str:

@@ -42,8 +42,9 @@ def _measure(name: str, entry: dict[str, Any], reference_batch: int) -> tuple[fl
     """(value, interval, how it was measured) of gate ``name`` for one report entry."""
     vs = (entry.get("quality") or {}).get("vs_baseline") or {}
     latency = (entry.get("latency") or {}).get(str(reference_batch)) or {}
-    if name == "max-accuracy-drop":
-        return vs.get("accuracy_drop_points"), vs.get("accuracy_drop_ci95"), "accuracy drop vs baseline"
+    if name.startswith("max-") and name.endswith("-drop"):  # accuracy, f1, score: a drop in points
+        key = name[4:-5].replace("-", "_")
+        return vs.get(f"{key}_drop_points"), vs.get(f"{key}_drop_ci95"), f"{key.replace('_', ' ')} drop vs baseline"
     if name == "max-perplexity-increase":
         return vs.get("perplexity_increase_pct"), vs.get("perplexity_increase_ci95"), "perplexity increase vs baseline"
     if name == "min-speedup":

@@ -79,3 +79,96 @@ def lm_vs_baseline(
         "perplexity_increase_ci95": list(metrics.confidence_interval(increase)),
         "agreement": float(agreement),
     }
+
+
+def entity_counts(gold: list[list[str]], predicted: list[list[str]]) -> np.ndarray:
+    """Per sentence: [true-positive entities, predicted entities, gold entities] (exact span + type,
+    seqeval's default mode, which reads an I-X after O as an entity start like conlleval)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    counts = np.zeros((len(gold), 3), dtype=np.float64)
+    for i, (g, p) in enumerate(zip(gold, predicted)):
+        true, pred = set(get_entities(list(g))), set(get_entities(list(p)))
+        counts[i] = (len(true & pred), len(pred), len(true))
+    return counts
+
+
+def _f1(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 from summed counts; ``counts`` [..., 3]."""
+    tp, pred, gold = counts[..., 0], counts[..., 1], counts[..., 2]
+    return np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1e-12), 1.0)
+
+
+def token_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
+    """Entity-level micro F1, precision and recall (seqeval, IOB2 tags) and token accuracy."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    flat_gold = [t for s in gold for t in s]
+    flat_pred = [t for s in predicted for t in s]
+    return {
+        "sentences": len(gold),
+        "tokens": len(flat_gold),
+        "f1": float(f1_score(gold, predicted, zero_division=0)),
+        "precision": float(precision_score(gold, predicted, zero_division=0)),
+        "recall": float(recall_score(gold, predicted, zero_division=0)),
+        "token_accuracy": float(np.mean([a == b for a, b in zip(flat_gold, flat_pred)])) if flat_gold else 0.0,
+    }
+
+
+def token_vs_baseline(gold: list[list[str]], predicted: list[list[str]], baseline: list[list[str]], *,
+                      resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Entity F1 difference in points with a paired bootstrap over sentences, and tag agreement."""
+    mine, base = entity_counts(gold, predicted), entity_counts(gold, baseline)
+    idx = metrics.bootstrap_indices(len(gold), resamples, seed)
+    diff = (_f1(mine[idx].sum(axis=1)) - _f1(base[idx].sum(axis=1))) * 100
+    point = float((_f1(mine.sum(0)) - _f1(base.sum(0))) * 100)
+    low, high = metrics.confidence_interval(diff)
+    flat_p = [t for s in predicted for t in s]
+    flat_b = [t for s in baseline for t in s]
+    return {
+        "f1_diff_points": point,
+        "f1_diff_ci95": [low, high],
+        "f1_drop_points": 0.0 - point,
+        "f1_drop_ci95": [0.0 - high, 0.0 - low],
+        "agreement": float(np.mean([a == b for a, b in zip(flat_p, flat_b)])) if flat_p else 1.0,
+    }
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def sts_scores(similarities: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """Spearman of cosine similarities against gold scores (a fraction; STS tables print it x100)."""
+    return {"pairs": int(len(gold)), "spearman": spearman(similarities, gold)}
+
+
+def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1)).clip(1e-12)
+
+
+def sts_vs_baseline(similarities: np.ndarray, baseline_similarities: np.ndarray, gold: np.ndarray, *,
+                    resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Spearman difference in points (x100) with a paired bootstrap over pairs, and how close the
+    artifact's similarities are to the baseline's."""
+    sim, base, y = (np.asarray(a, dtype=np.float64) for a in (similarities, baseline_similarities, gold))
+    idx = metrics.bootstrap_indices(len(y), resamples, seed)
+    # Gold ties are common (scores in steps of 0.2), so gold is ranked with averaged ties per resample.
+    from scipy.stats import rankdata
+
+    gold_ranks = rankdata(y[idx], axis=-1)
+    diff = (_pearson_rows(rankdata(sim[idx], axis=-1), gold_ranks)
+            - _pearson_rows(rankdata(base[idx], axis=-1), gold_ranks)) * 100
+    point = (spearman(sim, y) - spearman(base, y)) * 100
+    low, high = metrics.confidence_interval(diff)
+    return {
+        "score_diff_points": point,
+        "score_diff_ci95": [low, high],
+        "score_drop_points": 0.0 - point,
+        "score_drop_ci95": [0.0 - high, 0.0 - low],
+        "similarity_max_abs_diff": float(np.abs(sim - base).max()),
+    }

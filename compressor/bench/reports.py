@@ -43,6 +43,12 @@ scale, percent. Every difference is artifact minus baseline.
                           macro_f1_diff_points, macro_f1_diff_ci95, agreement}}
                         LM: {blocks, tokens, perplexity, vs_baseline{perplexity_increase_pct,
                           perplexity_increase_ci95, agreement (next-token argmax)}}
+                        token classifier: {sentences, tokens, f1, precision, recall, token_accuracy,
+                          vs_baseline{f1_diff_points, f1_diff_ci95, f1_drop_points, f1_drop_ci95,
+                          agreement (word tags)}}  (entity-level, seqeval; bootstrap over sentences)
+                        sentence embedding: {pairs, spearman (fraction; x100 in tables),
+                          vs_baseline{score_diff_points, score_diff_ci95, score_drop_points,
+                          score_drop_ci95, similarity_max_abs_diff}}  (bootstrap over pairs)
                         (vs_baseline absent on the baseline)
 """
 
@@ -81,6 +87,10 @@ def quality_value(entry: dict[str, Any]) -> tuple[str, float | None, bool]:
     quality = entry.get("quality") or {}
     if "perplexity" in quality:
         return "perplexity", quality["perplexity"], False
+    if "spearman" in quality:
+        return "STS Spearman (x100)", quality["spearman"] * 100, True
+    if "f1" in quality:
+        return "entity F1 (%)", quality["f1"] * 100, True
     value = quality.get("accuracy")
     return "accuracy (%)", value * 100 if value is not None else None, True
 
@@ -124,6 +134,15 @@ def _quality_cell(entry: dict[str, Any]) -> str:
             low, high = vs["accuracy_diff_ci95"]
             cell += f" ({vs['accuracy_diff_points']:+.2f} pt [{low:+.2f}, {high:+.2f}])"
         return cell
+    for key, label, diff in (("f1", "entity F1", "f1_diff"), ("spearman", "Spearman", "score_diff")):
+        if key in quality:  # token classifiers, sentence embeddings: x100
+            cell = f"{label} {quality[key] * 100:.2f}"
+            if key == "f1":
+                cell += f" / token acc {quality['token_accuracy'] * 100:.2f}%"
+            if vs:
+                low, high = vs[f"{diff}_ci95"]
+                cell += f" ({vs[f'{diff}_points']:+.2f} pt [{low:+.2f}, {high:+.2f}])"
+            return cell
     return "–"
 
 

@@ -59,9 +59,10 @@ class DataSpec:
     label_column: str | None = None
     split: str | None = None
     limit: int | None = None
+    no_header: bool = False  # a TSV/CSV without a header line: columns are named "0", "1", ...
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v is not False}
 
 
 @dataclass
@@ -111,7 +112,7 @@ def load_classification(
     require_labels: bool,
 ) -> ClassificationData:
     """Sentences (and pairs) with label ids in the model's label set."""
-    columns, rows = read_table(spec.path, split=spec.split)
+    columns, rows = read_table(spec.path, split=spec.split, no_header=spec.no_header)
     if spec.limit:
         rows = rows[: spec.limit]
     text_col = _pick_text_column(spec, columns)
@@ -153,7 +154,7 @@ def load_classification(
 
 def load_texts(spec: DataSpec) -> list[str]:
     """Documents of raw text for language modelling (plain text, or the text column of a table)."""
-    columns, rows = read_table(spec.path, split=spec.split)
+    columns, rows = read_table(spec.path, split=spec.split, no_header=spec.no_header)
     if spec.limit:
         rows = rows[: spec.limit]
     column = _pick_text_column(spec, columns)

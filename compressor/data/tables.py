@@ -18,7 +18,7 @@ TEXT_SUFFIXES = {".txt", ".text", ".raw"}
 TABLE_SUFFIXES = {".tsv", ".csv", ".jsonl", ".json", ".parquet"}
 
 
-def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_delimited(path: Path, delimiter: str, no_header: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
     csv.field_size_limit(sys.maxsize)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -27,7 +27,11 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[dict[st
         if header is None:
             return [], []
         rows = []
-        for number, values in enumerate(reader, start=2):
+        first = 2
+        if no_header:  # columns are named by index: "0", "1", ...; the first line is data
+            rows.append(dict(zip(map(str, range(len(header))), header)))
+            header, first = [str(i) for i in range(len(header))], 2
+        for number, values in enumerate(reader, start=first):
             if not values:
                 continue
             if len(values) != len(header):
@@ -102,8 +106,10 @@ def check_data_path(path: str | Path) -> None:
         raise BadInputError(f"{path}: no such data file")
 
 
-def read_table(path: str | Path, *, split: str | None = None) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of a local file (by suffix) or, when no such file exists, a hub dataset."""
+def read_table(path: str | Path, *, split: str | None = None,
+               no_header: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a local file (by suffix) or, when no such file exists, a hub dataset.
+    ``no_header``: a TSV/CSV whose first line is data; its columns are named "0", "1", ..."""
     file = Path(path)
     if not file.exists():
         if _looks_local(path):
@@ -114,9 +120,9 @@ def read_table(path: str | Path, *, split: str | None = None) -> tuple[list[str]
     suffix = file.suffix.lower()
     try:
         if suffix == ".tsv":
-            columns, rows = _read_delimited(file, "\t")
+            columns, rows = _read_delimited(file, "\t", no_header)
         elif suffix == ".csv":
-            columns, rows = _read_delimited(file, ",")
+            columns, rows = _read_delimited(file, ",", no_header)
         elif suffix in {".jsonl", ".json"}:
             columns, rows = _read_jsonl(file)
         elif suffix == ".parquet":

@@ -45,6 +45,7 @@ class DistillConfig:
     alpha_hidden: float = 0.0
     alpha_attn: float = 0.0
     hidden_loss: str = "mse"
+    embedding_loss: str = "mse+cosine"  # sentence-embedding models: loss on the pooled embedding
     # Teacher outputs are cached per training row when the losses allow it (not with hidden/attention
     # terms, which need the teacher's internals); LMs cache the top-k logits of each position.
     cache_teacher: bool = True
@@ -127,6 +128,7 @@ class DistillConfig:
             "kd": {"weight": self.alpha_kd, "temperature": self.temperature},
             "ce": {"weight": self.alpha_ce},
             "hidden": {"weight": self.alpha_hidden, "kind": self.hidden_loss},
+            "embedding": {"kind": self.embedding_loss},
             "attention": {"weight": self.alpha_attn},
         }
 

@@ -169,6 +169,17 @@ class Distiller:
         acc = self.acc
         was_training = model.training
         model.eval()
+        if self.task.scores_rows:  # a metric of the whole set: every process scores all of it
+            outputs = []
+            with torch.no_grad():
+                for indices in eval_batches(rows, self.config.batch_size * 2):
+                    batch = rows.collate(indices)
+                    with acc.autocast():
+                        out = model(**model_inputs({k: v.to(acc.device) for k, v in batch.items()}),
+                                    **self.task.model_kwargs)
+                    outputs.append((batch, out.logits.float().cpu()))
+            model.train(was_training)
+            return self.task.score_rows(rows, outputs)
         batches = eval_batches(rows, self.config.batch_size * 2)[acc.process_index :: acc.num_processes]
         totals = torch.zeros(2, dtype=torch.float64, device=acc.device)
         with torch.no_grad():

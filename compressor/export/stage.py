@@ -61,7 +61,8 @@ def graph_summary(onnx_file: Path) -> dict[str, Any]:
     }
 
 
-def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, config: ExportConfig, source: Any) -> None:
+def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, config: ExportConfig, source: Any,
+                  task: Any) -> None:
     """optimum's export into ``out``, then onnxruntime's fusions. A model whose KV cache differs per
     layer (head-pruned) exports with a per-layer cache, as its family says how (``Family.past_export``)."""
     from optimum.exporters.onnx import onnx_export_from_model
@@ -69,13 +70,15 @@ def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, confi
     custom, context = source.family.past_export(model, export_task, [tokenizer])
     try:
         with context:
-            onnx_export_from_model(model, out, task=export_task, opset=config.opset, device=config.device,
+            onnx_export_from_model(task.export_model(model), out, task=export_task, opset=config.opset,
+                                   device=config.device,
                                    preprocessors=[tokenizer], do_validation=False, custom_onnx_configs=custom)
     except (ValueError, RuntimeError, OSError) as exc:
         raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
     if config.optimize != "O0" or config.fp16:
         progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
         _optimize(out, config, source.family.ort_optimizer_type(source.config.get("model_type", "")))
+    task.finish_export(model, out)
 
 
 def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     # The scratch space takes onnxruntime's optimizer's temporary copy of the model (a killed run's is removed).
     with staged_output(dst, sources=[source.path], force=force) as out, scratch_space(out):
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
-        _export_graph(model, out, export_task, tokenizer, config, source)
+        _export_graph(model, out, export_task, tokenizer, config, source, task)
         onnx_file = out / "model.onnx"
 
         progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
@@ -127,7 +130,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         worst = max(parity["max_abs_diff"], parity.get("decode", {}).get("max_abs_diff", 0.0))
         if worst > config.tolerance:
             raise RuntimeFailureError(
-                f"parity check failed: max |logit diff| {worst:.3g} exceeds --atol "
+                f"parity check failed: max |{task.output_name} diff| {worst:.3g} exceeds --atol "
                 f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
                 report=report,
             )

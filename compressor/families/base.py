@@ -44,6 +44,8 @@ class Family:
     # architecture-name suffix -> task name, checked in order
     architecture_tasks: tuple[tuple[str, str], ...] = ()
     default_task: str = ""
+    # tasks a checkpoint declares by a marker file rather than its architecture (``Task.marker_file``)
+    file_tasks: tuple[str, ...] = ()
     # model types whose structure the family's surgery knows; the others get sparsity only
     structural_model_types: tuple[str, ...] = ()
     # config.json keys, first present wins
@@ -53,7 +55,7 @@ class Family:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(task for _, task in self.architecture_tasks))
+        return tuple(dict.fromkeys([task for _, task in self.architecture_tasks] + list(self.file_tasks)))
 
     def detect_task(self, config: dict[str, Any], source: Path | str) -> str:
         architectures = config.get("architectures") or []

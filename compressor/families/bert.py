@@ -82,7 +82,9 @@ class BertSurgery:
 class Bert(Family):
     name = "bert"
     model_types = ("bert", "distilbert", "roberta")
-    architecture_tasks = (("ForSequenceClassification", "text-classification"), ("Model", "feature-extraction"))
+    architecture_tasks = (("ForSequenceClassification", "text-classification"),
+                          ("ForTokenClassification", "token-classification"), ("Model", "feature-extraction"))
+    file_tasks = ("sentence-embedding",)
     default_task = "feature-extraction"
     structural_model_types = ("bert", "roberta")
     layer_keys = ("num_hidden_layers", "n_layers")

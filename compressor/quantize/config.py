@@ -101,6 +101,8 @@ class QuantizeConfig:
     eval_samples: int | None = None
     max_accuracy_drop: float | None = None  # points (0..100 scale)
     max_perplexity_increase: float | None = None  # percent
+    max_f1_drop: float | None = None  # token classifiers: entity F1 drop in points
+    max_score_drop: float | None = None  # sentence embeddings: Spearman drop in points (x100)
     max_length: int = 128
     device: str = "cpu"
     seed: int = 0
@@ -143,12 +145,13 @@ class QuantizeConfig:
             raise BadInputError(f"--max-length {self.max_length}: must be at least 8")
         if self.device not in DEVICES:
             raise BadInputError(f"--device {self.device!r}: unknown device; choose one of {', '.join(DEVICES)}")
-        _check_budget("--max-accuracy-drop", self.max_accuracy_drop)
-        _check_budget("--max-perplexity-increase", self.max_perplexity_increase)
-        budgets = [f for f, v in (("--max-accuracy-drop", self.max_accuracy_drop),
-                                  ("--max-perplexity-increase", self.max_perplexity_increase)) if v is not None]
-        if len(budgets) == 2:
-            raise BadInputError("--max-accuracy-drop and --max-perplexity-increase: give one budget, not both")
+        given = {"--max-accuracy-drop": self.max_accuracy_drop, "--max-perplexity-increase": self.max_perplexity_increase,
+                 "--max-f1-drop": self.max_f1_drop, "--max-score-drop": self.max_score_drop}
+        for flag, value in given.items():
+            _check_budget(flag, value)
+        budgets = [flag for flag, value in given.items() if value is not None]
+        if len(budgets) > 1:
+            raise BadInputError(f"{' and '.join(budgets)}: give one budget, not several")
         if budgets and self.eval_data is None:
             raise BadInputError(f"{budgets[0]} needs evaluation data to measure against: pass --eval-data FILE")
 
@@ -158,7 +161,8 @@ class QuantizeConfig:
 
     @property
     def has_budget(self) -> bool:
-        return self.max_accuracy_drop is not None or self.max_perplexity_increase is not None
+        return any(v is not None for v in (self.max_accuracy_drop, self.max_perplexity_increase, self.max_f1_drop,
+                                           self.max_score_drop))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

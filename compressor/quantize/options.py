@@ -25,6 +25,8 @@ OPTIONS = (
     Option("eval-samples", "int", min=1, max=10**9, help="Rows (or LM blocks) to evaluate (default: all)."),
     Option("max-accuracy-drop", "float", max=100, help="Classifiers: allowed accuracy drop in points."),
     Option("max-perplexity-increase", "float", max=1e6, help="LMs: allowed perplexity increase in percent."),
+    Option("max-f1-drop", "float", max=100, help="Token classifiers: allowed entity-F1 drop in points."),
+    Option("max-score-drop", "float", max=100, help="Sentence embeddings: allowed STS Spearman drop in points (x100)."),
     Option("max-length", "int", 128, min=8, max=1 << 16, help="Tokens per row (LM block length)."),
     DEVICE,
     SEED,
@@ -40,6 +42,7 @@ def build(values: dict[str, Any]) -> QuantizeConfig:
         symmetric=v["symmetric"], accuracy_level=v["accuracy_level"], alpha=v["alpha"],
         calib_data=data_spec(v, "calib_data"), calib_samples=v["calib_samples"], calib_method=v["calib_method"],
         eval_data=data_spec(v, "eval_data"), eval_samples=v["eval_samples"], max_accuracy_drop=v["max_accuracy_drop"],
-        max_perplexity_increase=v["max_perplexity_increase"], max_length=v["max_length"], device=v["device"],
+        max_perplexity_increase=v["max_perplexity_increase"], max_f1_drop=v["max_f1_drop"],
+        max_score_drop=v["max_score_drop"], max_length=v["max_length"], device=v["device"],
         seed=v["seed"],
     )

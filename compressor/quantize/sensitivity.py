@@ -29,34 +29,46 @@ class Unit:
     op_type: str
 
 
+# budget option -> (flag, unit); every option but the perplexity one bounds a drop in points
+BUDGET_OPTIONS = {
+    "max_accuracy_drop": ("--max-accuracy-drop", "pt"),
+    "max_f1_drop": ("--max-f1-drop", "pt"),
+    "max_score_drop": ("--max-score-drop", "pt"),
+    "max_perplexity_increase": ("--max-perplexity-increase", "%"),
+}
+
+
 @dataclass(frozen=True)
 class Budget:
-    """``max_accuracy_drop`` in points (classifiers) or ``max_perplexity_increase`` in percent (LMs)."""
+    """A bound on the loss of a task's metric: a drop in points (0..100 scale) for metrics where
+    higher is better (accuracy, entity F1, Spearman), an increase in percent for perplexity."""
 
-    metric: str  # "accuracy" | "perplexity"
+    metric: str  # the task's metric: "accuracy", "f1", "spearman", "perplexity"
     limit: float
+    option: str = ""  # the task's budget option (``BUDGET_OPTIONS``)
 
     @classmethod
-    def for_task(cls, task: str, max_accuracy_drop: float | None, max_perplexity_increase: float | None) -> Budget | None:
+    def for_task(cls, task: str, **values: float | None) -> Budget | None:
         """The budget that applies to ``task``'s metric (its ``budget_option``), or None when none is set."""
         spec = tasks.get(task)
-        value = {"max_accuracy_drop": max_accuracy_drop,
-                 "max_perplexity_increase": max_perplexity_increase}.get(spec.budget_option or "")
-        return None if value is None else cls(spec.metric, float(value))
+        value = values.get(spec.budget_option or "")
+        return None if value is None else cls(spec.metric, float(value), spec.budget_option)
 
     @property
     def unit(self) -> str:
-        return "pt" if self.metric == "accuracy" else "%"
+        return "%" if self.metric == "perplexity" else "pt"
 
     @property
     def flag(self) -> str:
-        return "--max-accuracy-drop" if self.metric == "accuracy" else "--max-perplexity-increase"
+        if self.option:
+            return BUDGET_OPTIONS[self.option][0]
+        return "--max-perplexity-increase" if self.metric == "perplexity" else "--max-accuracy-drop"
 
     def loss(self, before: dict[str, Any], after: dict[str, Any]) -> float:
-        """Accuracy drop in points, or perplexity increase in percent (positive = worse)."""
-        if self.metric == "accuracy":
-            return (before["accuracy"] - after["accuracy"]) * 100.0
-        return (after["perplexity"] / before["perplexity"] - 1.0) * 100.0
+        """Metric drop in points, or perplexity increase in percent (positive = worse)."""
+        if self.metric == "perplexity":
+            return (after["perplexity"] / before["perplexity"] - 1.0) * 100.0
+        return (before[self.metric] - after[self.metric]) * 100.0
 
     def within(self, loss: float) -> bool:
         return loss <= self.limit + 1e-9

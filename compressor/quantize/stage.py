@@ -37,7 +37,7 @@ from compressor.loading import load_tokenizer
 from compressor.manifest import MANIFEST_NAME
 from compressor.quantize.config import Method, QuantizeConfig, method_for
 from compressor.quantize.engine import Engine, engine_class
-from compressor.quantize.sensitivity import Budget, Unit, fall_back, float_reasons, measure
+from compressor.quantize.sensitivity import BUDGET_OPTIONS, Budget, Unit, fall_back, float_reasons, measure
 from compressor.tasks.base import EvalResult, Task
 from compressor.scratch import scratch_space
 
@@ -65,18 +65,15 @@ def _quantized_already(source: Artifact) -> str | None:
     return None
 
 
-_BUDGET_FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "max_perplexity_increase": "--max-perplexity-increase"}
-
-
 def _budget(task: Task, config: QuantizeConfig) -> Budget | None:
     """The budget on the task's own metric; a budget on another metric is a usage error."""
-    for option, flag in _BUDGET_FLAGS.items():
+    for option, (flag, _) in BUDGET_OPTIONS.items():
         value = getattr(config, option)
         if value is not None and option != task.budget_option:
-            instead = f"use {_BUDGET_FLAGS[task.budget_option]}" if task.budget_option else "it has no quality metric"
+            instead = f"use {BUDGET_OPTIONS[task.budget_option][0]}" if task.budget_option else "it has no quality metric"
             raise BadInputError(f"{flag} {value:g}: SRC is a {task.noun}, scored by {task.metric or 'nothing'}; "
                                 f"{instead}")
-    return Budget.for_task(task.name, config.max_accuracy_drop, config.max_perplexity_increase)
+    return Budget.for_task(task.name, **{option: getattr(config, option) for option in BUDGET_OPTIONS})
 
 
 def _common_width(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, Any]]:
@@ -98,6 +95,9 @@ def _copy_support_files(source: Path, out: Path) -> None:
         if item.is_file() and item.name != MANIFEST_NAME and item.suffix not in _MODEL_SUFFIXES \
                 and item.name not in WEIGHT_FILES:
             shutil.copyfile(item, out / item.name)
+        elif item.is_dir() and not item.name.startswith(".") and not any(
+                p.suffix in _MODEL_SUFFIXES or p.name in WEIGHT_FILES for p in item.rglob("*")):
+            shutil.copytree(item, out / item.name)  # sentence-transformers' 1_Pooling/, 2_Normalize/
 
 
 def _engine(source: Artifact, method: Method, config: QuantizeConfig, workdir: Path, allow_pickle: bool) -> Engine:

@@ -15,12 +15,16 @@ from compressor.tasks.base import Task
 CLASSIFICATION = "text-classification"
 CAUSAL_LM = "causal-lm"
 ENCODER = "feature-extraction"
+TOKEN_CLASSIFICATION = "token-classification"
+SENTENCE_EMBEDDING = "sentence-embedding"
 
 # name -> "module:attribute"; modules are imported on first use so ``compress --help`` stays fast.
 _REGISTRY = {
     CLASSIFICATION: "compressor.tasks.text_classification:TextClassification",
     CAUSAL_LM: "compressor.tasks.causal_lm:CausalLM",
     ENCODER: "compressor.tasks.feature_extraction:FeatureExtraction",
+    TOKEN_CLASSIFICATION: "compressor.tasks.token_classification:TokenClassification",
+    SENTENCE_EMBEDDING: "compressor.tasks.sentence_embedding:SentenceEmbedding",
 }
 _LOADED: dict[str, Task] = {}
 
@@ -41,6 +45,17 @@ def get(name: str) -> Task:
     return task
 
 
+def from_files(directory: object) -> str | None:
+    """The task a checkpoint directory declares by a marker file (``Task.marker_file``), or None."""
+    from pathlib import Path
+
+    for name in _REGISTRY:
+        marker = get(name).marker_file
+        if marker and (Path(str(directory)) / marker).is_file():
+            return name
+    return None
+
+
 def of_model(model: object) -> Task:
     """The task of an in-memory transformers model, from its class (not its forward signature, which
     wrappers hide)."""
@@ -51,4 +66,5 @@ def of_model(model: object) -> Task:
     return get("feature-extraction")
 
 
-__all__ = ["CAUSAL_LM", "CLASSIFICATION", "ENCODER", "Task", "get", "names", "of_model"]
+__all__ = ["CAUSAL_LM", "CLASSIFICATION", "ENCODER", "SENTENCE_EMBEDDING", "TOKEN_CLASSIFICATION", "Task",
+           "from_files", "get", "names", "of_model"]

@@ -74,6 +74,9 @@ class Task:
     model_kwargs: dict[str, Any] = {}
     # transformers' table of the model classes of this task (``transformers.models.auto.modeling_auto``)
     transformers_mapping: str = "MODEL_MAPPING_NAMES"
+    # a file whose presence in a checkpoint directory makes it a model of this task, whatever its
+    # config.json architecture says (sentence-transformers' modules.json)
+    marker_file: str | None = None
 
     # -- classes --------------------------------------------------------------------------------
     @property
@@ -100,6 +103,16 @@ class Task:
     def export_task_for(self, config: dict[str, Any]) -> str:
         """optimum's exporter task for a model with this ``config.json``."""
         return self.export_task
+
+    def check_directory(self, directory: Any) -> None:
+        """Exit-2 error when a checkpoint directory of this task lacks a file it needs."""
+
+    def export_model(self, model: Any) -> Any:
+        """The transformers model optimum exports (a wrapper's inner model)."""
+        return model
+
+    def finish_export(self, model: Any, out: Any) -> None:
+        """Complete an exported ONNX directory (extra graph outputs, the task's own files)."""
 
     # -- data -----------------------------------------------------------------------------------
     def batches(self, flag: str, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None,
@@ -168,6 +181,13 @@ class Task:
     def cache_worthwhile(self, total_steps: int, steps_per_epoch: int) -> bool:
         """Whether caching teacher targets per row pays (rows revisited, targets small)."""
         return True
+
+    # True: the training-time metric needs the whole eval set at once (entity F1, Spearman), and the
+    # trainer calls ``score_rows`` with every (batch, logits) instead of summing ``eval_sums``.
+    scores_rows: bool = False
+
+    def score_rows(self, rows: Any, outputs: list[tuple[dict[str, Any], Any]]) -> float:
+        raise NotImplementedError
 
     def eval_sums(self, logits: Any, batch: dict[str, Any]) -> tuple[Any, int]:
         """(numerator, denominator) of the training-time eval metric over one batch."""

@@ -30,7 +30,7 @@ def check_free_text(spec: DataSpec, flag: str) -> None:
     classification data, refused unless --text-column names its column explicitly."""
     if spec.text_column:
         return
-    columns, _ = read_table(spec.path, split=spec.split)
+    columns, _ = read_table(spec.path, split=spec.split, no_header=spec.no_header)
     label_col = spec.label_column or DEFAULT_LABEL_COLUMN
     text_col = _pick_text_column(spec, columns)
     pair_col = spec.text_pair_column or DEFAULT_PAIR_COLUMNS.get(text_col)

@@ -115,7 +115,7 @@ class TextClassification(Task):
         on labelled rows: plain LM text cannot train it."""
         from compressor.distill.batches import Rows
 
-        columns, _ = read_table(spec.path, split=spec.split)
+        columns, _ = read_table(spec.path, split=spec.split, no_header=spec.no_header)
         label_col = spec.label_column or DEFAULT_LABEL_COLUMN
         if label_col not in columns:
             check_header(spec.path, columns, f"no label column {label_col!r}", flag)

@@ -156,8 +156,13 @@ def test_fallback_fails_when_even_one_quantized_layer_is_over_budget():
 def test_budget_losses_are_points_and_percent():
     assert Budget("accuracy", 1).loss({"accuracy": 0.90}, {"accuracy": 0.885}) == pytest.approx(1.5)
     assert Budget("perplexity", 1).loss({"perplexity": 100.0}, {"perplexity": 102.0}) == pytest.approx(2.0)
-    assert Budget.for_task("causal-lm", None, 2.0) == Budget("perplexity", 2.0)
-    assert Budget.for_task("text-classification", 0.5, None) == Budget("accuracy", 0.5)
+    assert Budget.for_task("causal-lm", max_perplexity_increase=2.0) == Budget("perplexity", 2.0, "max_perplexity_increase")
+    assert Budget.for_task("text-classification", max_accuracy_drop=0.5) == Budget("accuracy", 0.5, "max_accuracy_drop")
+    # every higher-is-better metric (entity F1, Spearman) is a drop in points on the 0..100 scale
+    assert Budget("f1", 1).loss({"f1": 0.90}, {"f1": 0.89}) == pytest.approx(1.0)
+    assert Budget.for_task("token-classification", max_f1_drop=0.5).flag == "--max-f1-drop"
+    assert Budget.for_task("sentence-embedding", max_score_drop=0.5).flag == "--max-score-drop"
+    assert Budget.for_task("text-classification", max_f1_drop=0.5) is None
 
 
 def test_kl_divergence_is_zero_for_identical_predictions_and_positive_otherwise():
