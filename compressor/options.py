@@ -124,7 +124,7 @@ SEED = Option("seed", "int", 0, min=0, max=2**32 - 1, help="Seed: a CPU run is r
 def dtype_option(what: str) -> Option:
     from compressor.dtypes import DTYPES
 
-    return Option("dtype", "choice", "auto", choices=DTYPES, noun="dtype",
+    return Option("dtype", "choice", "auto", choices=DTYPES,
                   help=f"Storage dtype of the output: auto (the {what}'s), float32, float16 or bfloat16. "
                        "The work itself runs in float32 either way.")
 
