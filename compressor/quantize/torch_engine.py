@@ -126,11 +126,18 @@ def _dynamic_qconfig(per_channel: bool) -> Any:
 
 
 def quantize_linear_dynamic(linear: nn.Linear, per_channel: bool) -> nn.Module:
-    """torch.ao's dynamic INT8 Linear for one float Linear (weights int8, activations int8 at run time)."""
+    """torch.ao's dynamic INT8 Linear for one float Linear (weights int8, activations int8 at run time).
+
+    Not torchao's ``Int8DynamicActivationInt8WeightConfig``, its named successor: measured on the SST-2
+    MiniLM teacher (torch 2.13, torchao 0.18, 2 threads, eager, same process, a busy machine) torchao ran
+    a sentence in 358 ms against torch.ao's 18 ms and FP32's 78 ms, about 20x slower than torch.ao; its
+    CPU path needs torch.compile to be fast, which a saved artifact cannot assume. torch.ao's fbgemm kernels stay until torchao's eager CPU path is
+    competitive; the artifact format uses only public torch API.
+    """
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notice in favour of torchao
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice in favour of torchao (see above)
         return quantize_dynamic(nn.Sequential(copy.deepcopy(linear)), {nn.Linear: _dynamic_qconfig(per_channel)},
                                 dtype=torch.qint8)[0]
 
