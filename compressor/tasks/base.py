@@ -55,6 +55,18 @@ class EvalResult:
     block_nll: np.ndarray | None = field(default=None, repr=False)
 
 
+def same_labels(subjects: list[Any], what: str = "label set") -> dict[str, int] | None:
+    """The baseline's ``label2id``; exit-2 error when another subject's differs (predictions of
+    different label sets cannot be compared)."""
+    label2id = subjects[0].artifact.config.get("label2id")
+    for subject in subjects[1:]:
+        other = subject.artifact.config.get("label2id")
+        if label2id and other and other != label2id:
+            raise BadInputError(f"{subject.artifact.path}: {what} {other} differs from the baseline's {label2id}; "
+                                "predictions cannot be compared")
+    return label2id
+
+
 class Task:
     name: str = ""
     noun: str = "model"  # how messages name a model of this task: "classifier", "causal LM"

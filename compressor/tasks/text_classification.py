@@ -15,7 +15,7 @@ from compressor.data import ClassificationData, load_classification, read_table
 from compressor.data.batching import classification_batches, encode_classification
 from compressor.data.datasets import DEFAULT_LABEL_COLUMN, check_header
 from compressor.errors import BadInputError
-from compressor.tasks.base import SAMPLE_SENTENCES, Batch, EvalResult, Task, model_inputs
+from compressor.tasks.base import SAMPLE_SENTENCES, Batch, EvalResult, Task, model_inputs, same_labels
 
 
 def _head(data: ClassificationData, samples: int | None) -> ClassificationData:
@@ -157,14 +157,7 @@ class TextClassification(Task):
         from compressor.bench.workload import classification_workload
 
         baseline = subjects[0].artifact
-        label2id = baseline.config.get("label2id")
-        for subject in subjects[1:]:
-            other = subject.artifact.config.get("label2id")
-            if label2id and other and other != label2id:
-                raise BadInputError(
-                    f"{subject.artifact.path}: label set {other} differs from the baseline's {label2id}; "
-                    "predictions cannot be compared"
-                )
+        label2id = same_labels(subjects)
         data = _head(load_classification(config.data, label2id=label2id, require_labels=True), config.max_samples)
         num_labels = len(label2id) if label2id else int(baseline.config.get("num_labels", 2))
         for subject in subjects:

@@ -16,7 +16,7 @@ import numpy as np
 from compressor import metrics, progress
 from compressor.data.conll import TaggedData, load_tagged, looks_like_conll
 from compressor.errors import BadInputError
-from compressor.tasks.base import SAMPLE_SENTENCES, Batch, EvalResult, Task, model_inputs
+from compressor.tasks.base import SAMPLE_SENTENCES, Batch, EvalResult, Task, model_inputs, same_labels
 
 IGNORE = -100
 
@@ -243,13 +243,7 @@ class TokenClassification(Task):
     def bench_workloads(self, config: Any, subjects: list[Any]) -> Any:
         from compressor.bench.workload import Workload
 
-        baseline = subjects[0].artifact
-        label2id = baseline.config.get("label2id")
-        for subject in subjects[1:]:
-            other = subject.artifact.config.get("label2id")
-            if label2id and other and other != label2id:
-                raise BadInputError(f"{subject.artifact.path}: tag set {other} differs from the baseline's {label2id}; "
-                                    "predictions cannot be compared")
+        label2id = same_labels(subjects, "tag set")
         data = _head(_load("--data", config.data, label2id, True), config.max_samples)
         for subject in subjects:
             tok = subject.tokenizer
