@@ -133,6 +133,23 @@ def check_writable_dir(path: Path, label: str = "") -> None:
         raise BadInputError(f"{label + ' ' if label else ''}{problem}; cannot write into {path}")
 
 
+# Staged outputs this process has open, for ``abandon_staged_outputs``.
+_STAGING: set[Path] = set()
+
+
+def abandon_staged_outputs() -> None:
+    """Remove every staged output this process has open, and its scratch siblings.
+
+    Called by the CLI's SIGTERM handler just before it ends the process: an exception raised from a
+    signal handler can be swallowed inside a C extension (a SystemExit during torch's ONNX tracing was
+    seen to vanish and the export to finish), so a terminated run cleans up here, whatever it was
+    doing, instead of relying on the exception unwinding through ``staged_output``.
+    """
+    for tmp in list(_STAGING):
+        for path in tmp.parent.glob(tmp.name + "*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
 def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``dst`` only if the block completes.
@@ -147,6 +164,7 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    _STAGING.add(tmp)
     old: Path | None = None
     try:
         yield tmp
@@ -159,6 +177,8 @@ def staged_output(dst: str | os.PathLike[str], *, sources: list[Path], force: bo
         if old is not None and not dst.exists():
             old.rename(dst)  # the swap failed: the previous output stays
         raise
+    finally:
+        _STAGING.discard(tmp)
     if old is not None:  # deleted after the swap, so the output is missing only between two renames
         shutil.rmtree(old, ignore_errors=True)
 

@@ -103,8 +103,16 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    # SystemExit unwinds through staged_output, which removes the half-written output.
-    sys.exit(128 + signum)
+    """Remove the half-written output and end now with 128 + signal (143): not by raising SystemExit,
+    which code inside a C extension (torch's tracer) can swallow and carry on."""
+    import os
+
+    from compressor.artifact import abandon_staged_outputs
+
+    abandon_staged_outputs()
+    sys.stderr.write("compress: terminated; no output was left behind\n")
+    sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def main(args: list[str] | None = None) -> None:
