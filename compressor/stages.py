@@ -56,8 +56,8 @@ class StageDef:
 STAGES: dict[str, StageDef] = {
     stage.name: stage
     for stage in (
-        StageDef("distill", "Distil TEACHER (a BERT classifier, GPT-2 or Llama-family LM) into a smaller student written to -o DIR.\n\n"
-                 "Runs data-parallel unchanged under `accelerate launch -m compressor.cli distill ...`.",
+        StageDef("distill", "Distil TEACHER (a BERT classifier, GPT-2 or Llama-family LM) into a smaller student "
+                 "written to -o DIR.",
                  "compressor.distill.options", "compressor.distill.stage:distill", argument="TEACHER"),
         StageDef("prune", "Prune SRC (a PyTorch checkpoint) into -o DIR: physically remove heads, FFN neurons or "
                  "layers, or zero weights (sparsity), optionally recovering quality by distillation from the "

@@ -26,4 +26,5 @@ def _summary(output: Any, report: dict) -> list[str]:
     return summary
 
 
-command = stage_command(STAGES["distill"], _summary)
+command = stage_command(STAGES["distill"], _summary,
+                        extra_help="Runs data-parallel unchanged under `accelerate launch -m compressor.cli distill ...`.")

@@ -31,7 +31,8 @@ def _click_option(option: Any) -> click.Option:
                         multiple=option.multiple, metavar=metavar, help=help_text)
 
 
-def stage_command(stage: Any, summary: Summary, *, summarize_gate_failure: bool = False) -> click.Command:
+def stage_command(stage: Any, summary: Summary, *, summarize_gate_failure: bool = False,
+                  extra_help: str = "") -> click.Command:
     """``compress <stage>``; ``summary(output, report)`` gives the human lines printed on stderr."""
 
     def callback(**kwargs: Any) -> dict[str, Any] | None:
@@ -59,7 +60,8 @@ def stage_command(stage: Any, summary: Summary, *, summarize_gate_failure: bool 
     else:
         params.append(click.Argument(["inputs"], metavar=stage.argument))
     params += [_click_option(o) for o in stage.options()]
-    command = click.Command(stage.name, callback=callback, params=params, help=stage.help)
+    help_text = stage.help + (f"\n\n{extra_help}" if extra_help else "")
+    command = click.Command(stage.name, callback=callback, params=params, help=help_text)
     if stage.writes_artifact:
         output_options(command)
     common_options(command)
