@@ -164,24 +164,25 @@ def verdict(rows: list[dict], metric: str, student: str, student_int8: str, minu
     }
 
 
-def embed_part(runs_dir: Path) -> dict:
-    artifacts = run_recipe("minilm-embed", runs_dir / "minilm-embed")
+def _part(recipe: str, runs_dir: Path, peers: dict, teacher: Path, data: Path, samples: int, metric: str,
+          minutes_target: int) -> dict:
+    """The recipe's artifacts and the peers in one bench against the teacher, and the verdict."""
+    artifacts = run_recipe(recipe, runs_dir / recipe)
     rows = {f"recipe-{n}": p for n, p in artifacts.items()}
-    rows.update(st_peers())
-    report = bench(rows, EMBED_TEACHER, STSB_DEV, WORK / "bench-embed", ["--max-samples", "1500", "--no-memory"])
-    result = table(report, "spearman")
+    rows.update(peers)
+    report = bench(rows, teacher, data, WORK / f"bench-{recipe}", ["--max-samples", str(samples), "--no-memory"])
+    result = table(report, metric)
     minutes = train_minutes(artifacts["student"]) if "student" in artifacts else None
-    return {"rows": result, "verdict": verdict(result, "spearman", "recipe-student", "recipe-student-int8", minutes, 20)}
+    return {"rows": result,
+            "verdict": verdict(result, metric, "recipe-student", "recipe-student-int8", minutes, minutes_target)}
+
+
+def embed_part(runs_dir: Path) -> dict:
+    return _part("minilm-embed", runs_dir, st_peers(), EMBED_TEACHER, STSB_DEV, 1500, "spearman", 20)
 
 
 def ner_part(runs_dir: Path) -> dict:
-    artifacts = run_recipe("bert-conll03", runs_dir / "bert-conll03")
-    rows = {f"recipe-{n}": p for n, p in artifacts.items()}
-    rows.update(optimum_peers())
-    report = bench(rows, NER_TEACHER, CONLL_DEV, WORK / "bench-ner", ["--max-samples", "3250", "--no-memory"])
-    result = table(report, "f1")
-    minutes = train_minutes(artifacts["student"]) if "student" in artifacts else None
-    return {"rows": result, "verdict": verdict(result, "f1", "recipe-student", "recipe-student-int8", minutes, 30)}
+    return _part("bert-conll03", runs_dir, optimum_peers(), NER_TEACHER, CONLL_DEV, 3250, "f1", 30)
 
 
 def main() -> None:

@@ -60,10 +60,9 @@ def of_model(model: object) -> Task:
     """The task of an in-memory transformers model, from its class (not its forward signature, which
     wrappers hide)."""
     for name in _REGISTRY:
-        task = get(name)
-        if name != "feature-extraction" and task.owns_model(model):
-            return task
-    return get("feature-extraction")
+        if get(name).owns_model(model):
+            return get(name)
+    return get(ENCODER)
 
 
 __all__ = ["CAUSAL_LM", "CLASSIFICATION", "ENCODER", "SENTENCE_EMBEDDING", "TOKEN_CLASSIFICATION", "Task",

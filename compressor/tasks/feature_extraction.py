@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from compressor.tasks.base import Batch, Task
-from compressor.tasks.text_classification import TextClassification
+
+
+def _sentences() -> Task:
+    """The registered text-classification task: a bare encoder's inputs are tokenised like its."""
+    from compressor import tasks
+
+    return tasks.get(tasks.CLASSIFICATION)
 
 
 class FeatureExtraction(Task):
@@ -18,11 +24,11 @@ class FeatureExtraction(Task):
     output_name = "last_hidden_state"
 
     def builtin_batches(self, tokenizer: Any, *, samples: int, max_length: int, batch_size: int = 16) -> list[Batch]:
-        return TextClassification().builtin_batches(tokenizer, samples=samples, max_length=max_length,
-                                                    batch_size=batch_size)
+        return _sentences().builtin_batches(tokenizer, samples=samples, max_length=max_length,
+                                            batch_size=batch_size)
 
     def batches(self, flag: str, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None,
                 samples: int | None, max_length: int, batch_size: int, require_labels: bool) -> list[Batch]:
         # Sentences (no labels needed) tokenised exactly as a classifier's.
-        return TextClassification().batches(flag, tokenizer, spec, label2id=None, samples=samples,
-                                            max_length=max_length, batch_size=batch_size, require_labels=False)
+        return _sentences().batches(flag, tokenizer, spec, label2id=None, samples=samples, max_length=max_length,
+                                    batch_size=batch_size, require_labels=False)
