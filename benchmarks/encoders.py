@@ -127,10 +127,16 @@ def bench(rows: dict[str, Path], baseline: Path, data: Path, report_dir: Path, e
     return json.loads((report_dir / "report.json").read_text())
 
 
-def train_minutes(artifact: Path) -> float | None:
+def train_minutes(artifact: Path) -> dict | None:
+    """The whole distill stage (teacher pass included): wall minutes, and CPU minutes of the process
+    (all threads), which a busy shared machine inflates much less than the wall time."""
     manifest = json.loads((artifact / "compress.json").read_text())
     record = next((s for s in manifest["stages"] if s["stage"] == "distill"), None)
-    return round(record["report"]["training"]["train_seconds"] / 60, 2) if record else None
+    if record is None:
+        return None
+    cpu = record.get("cpu_time_s")
+    return {"wall": round(record["wall_time_s"] / 60, 2), "cpu": round(cpu / 60, 2) if cpu is not None else None,
+            "train_loop_wall": round(record["report"]["training"]["train_seconds"] / 60, 2)}
 
 
 def table(report: dict, metric: str) -> list[dict]:
@@ -148,15 +154,18 @@ def table(report: dict, metric: str) -> list[dict]:
     return out
 
 
-def verdict(rows: list[dict], metric: str, student: str, student_int8: str, minutes: float | None,
-            max_minutes: float) -> dict:
+def verdict(rows: list[dict], metric: str, student: str, student_int8: str, minutes: dict | None,
+            max_minutes: float, clock: str) -> dict:
+    """``clock``: which of ``minutes`` the time target is on ("cpu" for the embedding target, which the
+    issue states in CPU minutes; "wall" for NER)."""
     by = {r["model"]: r for r in rows}
     s, q = by.get(student), by.get(student_int8)
     ours = [r for r in rows if r["model"].startswith("recipe-") and r["drop_pt"] <= 1.5]
     best = min(ours, key=lambda r: r["p50_ms"]) if ours else None
     return {
         "student_drop_pt": s["drop_pt"] if s else None, "student_within_1_5": bool(s and s["drop_pt"] <= 1.5),
-        "train_minutes": minutes, "train_within_budget": minutes is not None and minutes <= max_minutes,
+        "train_minutes": minutes, "train_budget_minutes": max_minutes, "train_budget_clock": clock,
+        "train_within_budget": bool(minutes and minutes.get(clock) is not None and minutes[clock] <= max_minutes),
         "int8_vs_student_pt": round(s[metric] - q[metric], 2) if s and q else None,
         "int8_within_0_5": bool(s and q and s[metric] - q[metric] <= 0.5),
         "best": best["model"] if best else None, "best_speedup": best["speedup_vs_teacher"] if best else None,
@@ -165,7 +174,7 @@ def verdict(rows: list[dict], metric: str, student: str, student_int8: str, minu
 
 
 def _part(recipe: str, runs_dir: Path, peers: dict, teacher: Path, data: Path, samples: int, metric: str,
-          minutes_target: int) -> dict:
+          minutes_target: int, clock: str) -> dict:
     """The recipe's artifacts and the peers in one bench against the teacher, and the verdict."""
     artifacts = run_recipe(recipe, runs_dir / recipe)
     rows = {f"recipe-{n}": p for n, p in artifacts.items()}
@@ -174,15 +183,16 @@ def _part(recipe: str, runs_dir: Path, peers: dict, teacher: Path, data: Path, s
     result = table(report, metric)
     minutes = train_minutes(artifacts["student"]) if "student" in artifacts else None
     return {"rows": result,
-            "verdict": verdict(result, metric, "recipe-student", "recipe-student-int8", minutes, minutes_target)}
+            "verdict": verdict(result, metric, "recipe-student", "recipe-student-int8", minutes, minutes_target,
+                                clock)}
 
 
 def embed_part(runs_dir: Path) -> dict:
-    return _part("minilm-embed", runs_dir, st_peers(), EMBED_TEACHER, STSB_DEV, 1500, "spearman", 20)
+    return _part("minilm-embed", runs_dir, st_peers(), EMBED_TEACHER, STSB_DEV, 1500, "spearman", 20, "cpu")
 
 
 def ner_part(runs_dir: Path) -> dict:
-    return _part("bert-conll03", runs_dir, optimum_peers(), NER_TEACHER, CONLL_DEV, 3250, "f1", 30)
+    return _part("bert-conll03", runs_dir, optimum_peers(), NER_TEACHER, CONLL_DEV, 3250, "f1", 30, "wall")
 
 
 def main() -> None:

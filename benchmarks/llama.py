@@ -165,7 +165,8 @@ def part_prune(args) -> dict:
         config = PruneConfig(methods=args.prune_method, data=DataSpec(str(IMDB_TRAIN)), calibration_samples=32,
                              max_length=128, recover_from=str(TEACHER), recover_data=DataSpec(str(IMDB_TRAIN)),
                              recover_steps=args.recover_steps, recover_lr=args.recover_lr, recover_batch_size=16,
-                             recover_options={"temperature": 1.0})
+                             recover_options={"temperature": 1.0},
+                             layer_importance=args.layer_importance)
         t0 = time.perf_counter()
         prune(TEACHER, out, config, force=True)
         wall = round(time.perf_counter() - t0, 1)
@@ -287,6 +288,8 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=150)
     parser.add_argument("--student-lr", type=float, default=6e-4)
     parser.add_argument("--prune-method", default="heads=0.25,ffn=0.45")
+    parser.add_argument("--layer-importance", choices=["ablation", "cosine"], default="cosine",
+                        help="how layers=AMOUNT in --prune-method picks the layers to remove")
     parser.add_argument("--recover-steps", type=int, default=100)
     parser.add_argument("--recover-lr", type=float, default=5e-4)
     parser.add_argument("--prompts", type=int, default=6)

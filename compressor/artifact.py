@@ -189,10 +189,17 @@ class StageTimer:
     def __init__(self) -> None:
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
 
     @property
     def elapsed_s(self) -> float:
         return round(time.perf_counter() - self._t0, 3)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds of this process (all threads) since the stage started: on a shared CI runner
+        the wall time depends on the neighbours, this does much less."""
+        return round(time.process_time() - self._cpu0, 3)
 
 
 def write_manifest(
@@ -218,6 +225,7 @@ def write_manifest(
         seed=seed,
         wall_time_s=timer.elapsed_s,
         started_at=timer.started_at,
+        cpu_time_s=timer.cpu_s,
     )
     manifest = Manifest(
         format=fmt,

@@ -32,7 +32,8 @@ def describe(directory: str) -> tuple[dict[str, Any], list[str]]:
         lines.append("  lineage: none (an original checkpoint, not written by compress)")
     for index, record in enumerate(artifact.stages, start=1):
         lines.append(f"  {index}. {record.stage} from {record.source_path} ({record.source_hash[:19]}…)")
-        lines.append(f"     at {record.started_at}, {record.wall_time_s:.1f} s, seed {record.seed}")
+        cpu = f" ({record.cpu_time_s:.1f} CPU s)" if record.cpu_time_s is not None else ""
+        lines.append(f"     at {record.started_at}, {record.wall_time_s:.1f} s{cpu}, seed {record.seed}")
         headline = _headline(record.stage, record.report)
         if headline:
             lines.append(f"     {headline}")

@@ -76,6 +76,7 @@ class StageRecord:
     seed: int | None
     wall_time_s: float
     started_at: str
+    cpu_time_s: float | None = None  # absent in manifests written before it was recorded
     versions: dict[str, str] = field(default_factory=library_versions)
 
 

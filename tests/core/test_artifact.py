@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from compressor.artifact import PYTORCH, StageTimer, open_artifact, staged_output, write_manifest
@@ -81,3 +83,18 @@ def test_malformed_manifest(bert_copy):
     (bert_copy / "compress.json").write_text("{not json")
     with pytest.raises(BadInputError, match="compress.json: not valid JSON"):
         open_artifact(bert_copy)
+
+
+def test_stage_timer_records_cpu_seconds_and_old_manifests_still_load(tiny_bert_dir, tmp_path):
+    timer = StageTimer()
+    sum(i * i for i in range(300_000))  # burn some CPU
+    assert timer.cpu_s > 0
+    source = open_artifact(tiny_bert_dir)
+    with staged_output(tmp_path / "a", sources=[source.path]) as out:
+        write_manifest(out, source=source, source_hash=source.content_hash(), stage="s1", config={},
+                       report={}, timer=timer, fmt=PYTORCH)
+    data = json.loads((tmp_path / "a" / "compress.json").read_text())
+    assert data["stages"][-1]["cpu_time_s"] > 0
+    del data["stages"][-1]["cpu_time_s"]  # as written before CPU time was recorded
+    (tmp_path / "a" / "compress.json").write_text(json.dumps(data))
+    assert Manifest.read(tmp_path / "a").stages[-1].cpu_time_s is None
