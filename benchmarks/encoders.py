@@ -205,11 +205,13 @@ def main() -> None:
     OVERRIDES[:] = args.set
     WORK.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "encoders.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
+    fresh = {}
     if args.only in (None, "embed"):
-        results["minilm-embed"] = {**embed_part(args.runs_dir), "overrides": args.set}
+        fresh["minilm-embed"] = {**embed_part(args.runs_dir), "overrides": args.set}
     if args.only in (None, "ner"):
-        results["bert-conll03"] = {**ner_part(args.runs_dir), "overrides": args.set}
+        fresh["bert-conll03"] = {**ner_part(args.runs_dir), "overrides": args.set}
+    # read just before writing: a run of the other part may have finished meanwhile
+    results = {**(json.loads(path.read_text()) if path.exists() else {}), **fresh}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1) + "\n")
     for name, part in results.items():
