@@ -125,6 +125,14 @@ class Family:
         """Which of the teacher's ``m`` layers an ``n``-layer student is copied from."""
         return every_kth(n, m)
 
+    def attention_projections(self, model: Any, layer: int) -> tuple[Any, Any, Any]:
+        """The query, key and value projection modules of block ``layer`` (Python indexing), whose
+        outputs [B, L, width] the attention-relation loss (``--alpha-relation``) reads through hooks."""
+        raise BadInputError(
+            f"--alpha-relation: the {self.name} family does not expose its attention query/key/value "
+            f"projections; the relation loss is available for: bert"
+        )
+
     # -- quirks ---------------------------------------------------------------------------------
     def to_linear(self, model: Any) -> int:
         """Turn non-Linear projections into ``nn.Linear`` for quantizers that only know Linear;

@@ -96,6 +96,13 @@ class Bert(Family):
     def set_layers(self, model: Any, modules: list[Any]) -> None:
         set_layers(model, modules)
 
+    def attention_projections(self, model: Any, layer: int) -> tuple[Any, Any, Any]:
+        block = layers(model)[layer]
+        if model.config.model_type == "distilbert":
+            return block.attention.q_lin, block.attention.k_lin, block.attention.v_lin
+        attention = block.attention.self
+        return attention.query, attention.key, attention.value
+
     def surgery(self, model_type: str) -> BertSurgery | None:
         return BertSurgery() if model_type in self.structural_model_types else None
 
