@@ -96,6 +96,12 @@ class Bert(Family):
     def set_layers(self, model: Any, modules: list[Any]) -> None:
         set_layers(model, modules)
 
+    trims_vocab = True
+
+    def vocab_embeddings(self, model: Any) -> tuple[Any, Any | None]:
+        # word_embeddings of bert/roberta, distilbert's embeddings.word_embeddings; a masked-LM head if any.
+        return model.get_input_embeddings(), model.get_output_embeddings()
+
     def attention_projections(self, model: Any, layer: int) -> tuple[Any, Any, Any]:
         block = layers(model)[layer]
         if model.config.model_type == "distilbert":
