@@ -5,8 +5,8 @@ Why it is exact: WordPiece picks, at each position of a word, the longest piece 
 piece it picked with the full vocabulary is still there after trimming, and any longer candidate was
 not in the full vocabulary either, so every word of the data tokenises into the same pieces, now under
 new ids; the model's embedding row of each kept token moves to its new id, so the model computes the
-same numbers. A word with a piece that was dropped becomes ``[UNK]`` (WordPiece marks a whole word
-unknown when it cannot cover it). BPE merges and Unigram scores are not rewritten: such tokenizers are
+same numbers. A word with a piece that was dropped is covered by other kept pieces where it can be,
+else becomes ``[UNK]`` (WordPiece marks a whole word unknown when it cannot cover it). BPE merges and Unigram scores are not rewritten: such tokenizers are
 refused (exit 2), naming the type.
 
 The data is read through the task (``Task.batches``: its text columns, pair columns, pre-split words),
