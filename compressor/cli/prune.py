@@ -26,6 +26,13 @@ def _summary(output: str, report: dict) -> list[str]:
             f"sparsity {sparse['sparsity_of_targeted']:.1%} of block weights ({sparse['sparsity_of_model']:.1%} of the "
             f"model): compressible to {sparse['compressible_bytes'] / 1e6:.1f} MB; no speed-up on dense runtimes"
         )
+    vocab = report.get("vocab")
+    if vocab:
+        line = f"vocabulary {vocab['size']:,} tokens (was {vocab['size_before']:,})"
+        if "eval_rows" in vocab:
+            line += (f"; {vocab['eval_rows_touched']} of {vocab['eval_rows']} --eval-data rows hold a dropped token "
+                     f"({vocab['eval_tokens_dropped']} tokens)")
+        lines.append(line)
     if report["metrics"]:
         lines.append(", ".join(f"{k} {v:.4g}" for k, v in report["metrics"].items()))
     return lines

@@ -44,6 +44,11 @@ class DistillConfig:
     alpha_ce: float = 0.0
     alpha_hidden: float = 0.0
     alpha_attn: float = 0.0
+    # MiniLM-v2 attention relations: Q-Q, K-K, V-V of teacher layer ``relation_layer`` (Python
+    # indexing: -1 is the last) against the student's last layer, re-split into ``relation_heads``.
+    alpha_relation: float = 0.0
+    relation_heads: int = 12
+    relation_layer: int = -1
     hidden_loss: str = "mse"
     embedding_loss: str = "mse+cosine"  # sentence-embedding models: loss on the pooled embedding
     # Teacher outputs are cached per training row when the losses allow it (not with hidden/attention
@@ -99,12 +104,16 @@ class DistillConfig:
         if self.weight_decay < 0:
             raise BadInputError(f"--weight-decay {self.weight_decay}: must be >= 0")
         weights = {"--alpha-kd": self.alpha_kd, "--alpha-ce": self.alpha_ce, "--alpha-hidden": self.alpha_hidden,
-                   "--alpha-attn": self.alpha_attn}
+                   "--alpha-attn": self.alpha_attn, "--alpha-relation": self.alpha_relation}
         for name, value in weights.items():
             if value < 0:
                 raise BadInputError(f"{name} {value}: loss weights must be >= 0")
         if not any(weights.values()):
-            raise BadInputError("--alpha-kd/--alpha-ce/--alpha-hidden/--alpha-attn: all 0; at least one loss is needed")
+            raise BadInputError(
+                "--alpha-kd/--alpha-ce/--alpha-hidden/--alpha-attn/--alpha-relation: all 0; at least one loss is needed"
+            )
+        if self.relation_heads < 1:
+            raise BadInputError(f"--relation-heads {self.relation_heads}: must be at least 1")
         if self.hidden_loss not in HIDDEN_LOSSES:
             raise BadInputError(f"--hidden-loss {self.hidden_loss!r}: choose one of {', '.join(HIDDEN_LOSSES)}")
         if self.device not in DEVICES:
@@ -120,8 +129,8 @@ class DistillConfig:
 
     @property
     def needs_teacher_internals(self) -> bool:
-        """Hidden-state and attention losses need the live teacher; logits alone can be cached."""
-        return self.alpha_hidden > 0 or self.alpha_attn > 0
+        """Hidden-state, attention and relation losses need the live teacher; logits alone can be cached."""
+        return self.alpha_hidden > 0 or self.alpha_attn > 0 or self.alpha_relation > 0
 
     def losses(self) -> dict[str, Any]:
         return {
@@ -130,6 +139,8 @@ class DistillConfig:
             "hidden": {"weight": self.alpha_hidden, "kind": self.hidden_loss},
             "embedding": {"kind": self.embedding_loss},
             "attention": {"weight": self.alpha_attn},
+            "relation": {"weight": self.alpha_relation, "heads": self.relation_heads,
+                         "teacher_layer": self.relation_layer},
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ rows, so it does not depend on batch size or padding.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -92,3 +94,37 @@ def attention_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tenso
     per_query = (teacher * (teacher.clamp_min(eps).log() - student.clamp_min(eps).log())).sum(-1)  # [B, H, L]
     per_query = per_query.mean(1)  # over heads -> [B, L]
     return _masked_mean(per_query, mask)
+
+
+def _relations(x: torch.Tensor, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """Log of softmax(x_h x_h^T / sqrt(d_h)) per relation head: [B, L, D] -> [B, heads, L, L]."""
+    b, length, width = x.shape
+    if width % heads:
+        raise ValueError(f"width {width} is not divisible by {heads} relation heads")
+    x = x.float().reshape(b, length, heads, width // heads).transpose(1, 2)  # [B, R, L, d]
+    scores = x @ x.transpose(-1, -2) / math.sqrt(width // heads)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
+    return F.log_softmax(scores, dim=-1)
+
+
+def relation_kl(student: tuple[torch.Tensor, ...] | list[torch.Tensor],
+                teacher: tuple[torch.Tensor, ...] | list[torch.Tensor], heads: int,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MiniLM-v2's multi-head self-attention relation loss (Wang et al. 2021).
+
+    ``student`` and ``teacher`` are the (query, key, value) projections [B, L, D] of one layer each,
+    before the split into attention heads. Each is re-split into ``heads`` relation heads (so the two
+    models' widths and head counts need not match; both widths must divide by ``heads``), the scaled
+    dot-product relation softmax(x x^T / sqrt(d)) of every token to every token is formed, and the
+    KL(teacher ‖ student) of the Q-Q, K-K and V-V relations is averaged. Padded keys get no mass;
+    padded queries do not count (``mask`` is the [B, L] attention mask).
+    """
+    if len(student) != len(teacher):
+        raise ValueError(f"{len(student)} student relations against {len(teacher)} teacher relations")
+    terms = []
+    for s, t in zip(student, teacher):
+        log_s, log_t = _relations(s, heads, mask), _relations(t, heads, mask)
+        per_query = (log_t.exp() * (log_t - log_s)).sum(-1).mean(1)  # KL per query row, over heads -> [B, L]
+        terms.append(_masked_mean(per_query, mask))
+    return torch.stack(terms).mean()

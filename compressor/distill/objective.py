@@ -3,7 +3,8 @@ weighted sum of the distillation losses (the task's output terms plus the shared
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -22,18 +23,23 @@ class DistillModule(nn.Module):
     """
 
     def __init__(self, student: nn.Module, projections: nn.ModuleList | None, *, hidden: bool, attentions: bool,
-                 model_kwargs: dict[str, Any]) -> None:
+                 model_kwargs: dict[str, Any], relation_modules: tuple[nn.Module, ...] = ()) -> None:
         super().__init__()
         self.student = student
         self.projections = projections
         self.want_hidden = hidden
         self.want_attentions = attentions
         self.extra = dict(model_kwargs)
+        # Plain attribute, not submodules: they already belong to ``student`` (no double registration).
+        self.__dict__["relation_modules"] = tuple(relation_modules)
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, Any]:
-        out = self.student(**inputs, output_hidden_states=self.want_hidden, output_attentions=self.want_attentions,
-                           **self.extra)
+        with capture_outputs(self.relation_modules) as captured:
+            out = self.student(**inputs, output_hidden_states=self.want_hidden,
+                               output_attentions=self.want_attentions, **self.extra)
         result: dict[str, Any] = {"logits": out.logits}
+        if self.relation_modules:
+            result["relations"] = captured
         if self.want_hidden:
             states = out.hidden_states[1:]  # [0] is the embedding output
             if self.projections is not None:
@@ -42,6 +48,26 @@ class DistillModule(nn.Module):
         if self.want_attentions:
             result["attentions"] = list(out.attentions)
         return result
+
+
+@contextlib.contextmanager
+def capture_outputs(modules: tuple[nn.Module, ...]) -> Iterator[list[torch.Tensor]]:
+    """The outputs of ``modules`` during the block, in the order given (the family's Q, K, V
+    projections for the relation loss); the hooks are removed on exit, so nothing stays attached
+    to a model that is later saved or evaluated."""
+    captured: list[torch.Tensor | None] = [None] * len(modules)
+
+    def hook_for(i: int) -> Any:
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            captured[i] = output
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(i)) for i, module in enumerate(modules)]
+    try:
+        yield captured  # type: ignore[misc]
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def make_projections(student_width: int, teacher_width: int, layers: int) -> nn.ModuleList | None:
@@ -67,6 +93,9 @@ def compute_losses(task: Task, config: DistillConfig, out: dict[str, Any], targe
     if config.alpha_attn:
         terms = [losses.attention_kl(s, t, mask) for s, t in zip(out["attentions"], targets["attentions"])]
         parts["attn"] = torch.stack(terms).mean()
-    weights = {"kd": config.alpha_kd, "ce": config.alpha_ce, "hidden": config.alpha_hidden, "attn": config.alpha_attn}
+    if config.alpha_relation:
+        parts["relation"] = losses.relation_kl(out["relations"], targets["relations"], config.relation_heads, mask)
+    weights = {"kd": config.alpha_kd, "ce": config.alpha_ce, "hidden": config.alpha_hidden, "attn": config.alpha_attn,
+               "relation": config.alpha_relation}
     total = sum(weights[name] * value for name, value in parts.items())
     return total, {name: float(value.detach()) for name, value in parts.items()}

@@ -62,6 +62,28 @@ def _check_teacher(source: Artifact) -> None:
         )
 
 
+def _check_relation(config: DistillConfig, source: Artifact) -> None:
+    """--relation-layer against the teacher's depth, from its config alone (before loading anything)."""
+    if not config.alpha_relation:
+        return
+    n = layer_count(source.config)
+    if not -n <= config.relation_layer < n:
+        raise BadInputError(
+            f"--relation-layer {config.relation_layer}: the teacher {source.path} has layers 0..{n - 1} (or -1..-{n})"
+        )
+
+
+def _check_relation_widths(config: DistillConfig, relations: Any) -> None:
+    for who, modules in zip(("teacher", "student"), relations):
+        for name, module in zip("QKV", modules):
+            width = int(module.weight.shape[0])
+            if width % config.relation_heads:
+                raise BadInputError(
+                    f"--relation-heads {config.relation_heads}: the {who}'s {name} projection is {width} wide, "
+                    f"not divisible by it"
+                )
+
+
 def _remove_checkpoints(directory: Path) -> None:
     for name in ("latest", "next", "previous"):
         shutil.rmtree(directory / name, ignore_errors=True)
@@ -81,6 +103,7 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     # Fail on an existing output now, not after the training run.
     _check_output_path(dst, [source.path], force)
     plan = plan_student(config, source)
+    _check_relation(config, source)
     task = tasks.get(source.task)
     tokenizer = load_tokenizer(source.path)
     max_length = source.family.clamp_length(plan.config, source.family.clamp_length(source.config, config.max_length))
@@ -108,6 +131,11 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     model_kwargs = {"attn_implementation": "eager"} if config.alpha_attn else {}
     teacher_model = load_model(source, allow_pickle=allow_pickle, **model_kwargs)
     student = build_student(plan, teacher_model, source, allow_pickle=allow_pickle, model_kwargs=model_kwargs)
+    relations = ((), ())
+    if config.alpha_relation:  # the family's hooks; a family without them is exit 2 before any training
+        relations = (source.family.attention_projections(teacher_model, config.relation_layer),
+                     source.family.attention_projections(student, -1))
+        _check_relation_widths(config, relations)
     teacher_params, student_params = count_parameters(teacher_model), count_parameters(student)
     if main:
         progress.status(
@@ -117,7 +145,7 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
     distiller = Distiller(
         accelerator, task=task, config=config, teacher=teacher_model, student=student,
         layer_map=plan.layer_map, teacher_width=hidden_width(source.config), student_width=plan.width,
-        train=train, eval_rows=eval_rows, checkpoint_dir=checkpoints, fingerprint=fingerprint,
+        train=train, eval_rows=eval_rows, checkpoint_dir=checkpoints, fingerprint=fingerprint, relations=relations,
     )
     metric = task.metric
     teacher_metric = None

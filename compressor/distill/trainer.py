@@ -26,7 +26,7 @@ from torch import nn
 from compressor import finite, progress
 from compressor.distill.batches import BucketBatchSampler, Rows, eval_batches
 from compressor.distill.config import DistillConfig
-from compressor.distill.objective import DistillModule, compute_losses, make_projections, model_inputs
+from compressor.distill.objective import DistillModule, capture_outputs, compute_losses, make_projections, model_inputs
 from compressor.distill.teacher_cache import TeacherCache
 from compressor.errors import BadInputError
 from compressor.tasks.base import Task
@@ -86,7 +86,8 @@ def check_resumable(checkpoint_dir: Path, fingerprint: dict[str, Any]) -> dict[s
 class Distiller:
     def __init__(self, accelerator: Any, *, task: Task, config: DistillConfig, teacher: nn.Module, student: nn.Module,
                  layer_map: tuple[int, ...], teacher_width: int, student_width: int, train: Rows, eval_rows: Rows | None,
-                 checkpoint_dir: Path, fingerprint: dict[str, Any]) -> None:
+                 checkpoint_dir: Path, fingerprint: dict[str, Any],
+                 relations: tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]] = ((), ())) -> None:
         self.acc = accelerator
         self.task = task
         self.config = config
@@ -101,8 +102,11 @@ class Distiller:
             p.requires_grad_(False)
         projections = (make_projections(student_width, teacher_width, len(layer_map))
                        if config.alpha_hidden else None)
+        # The family's (query, key, value) modules of the teacher's relation layer and the student's last.
+        self.teacher_relations, student_relations = relations if config.alpha_relation else ((), ())
         self.module = DistillModule(student, projections, hidden=config.alpha_hidden > 0,
-                                    attentions=config.alpha_attn > 0, model_kwargs=task.model_kwargs)
+                                    attentions=config.alpha_attn > 0, model_kwargs=task.model_kwargs,
+                                    relation_modules=student_relations)
         self.sampler = BucketBatchSampler(train.lengths(), config.batch_size, config.seed)
         # A private generator: each DataLoader iteration draws a seed from it, which would otherwise
         # come from the global RNG and shift dropout masks between a resumed and an uninterrupted run.
@@ -148,7 +152,7 @@ class Distiller:
             if cached is not None:
                 return cached
         want_hidden, want_attn = self.config.alpha_hidden > 0, self.config.alpha_attn > 0
-        with torch.no_grad(), self.acc.autocast():
+        with torch.no_grad(), self.acc.autocast(), capture_outputs(self.teacher_relations) as relations:
             out = self.teacher(**model_inputs(batch), output_hidden_states=want_hidden,
                                output_attentions=want_attn, **self.task.model_kwargs)
         # Cached targets are cache-sized (an LM's top-k); live ones are the full logits.
@@ -160,6 +164,8 @@ class Distiller:
             targets["hidden"] = [out.hidden_states[i + 1] for i in self.layer_map]
         if want_attn:
             targets["attentions"] = [out.attentions[i] for i in self.layer_map]
+        if self.teacher_relations:
+            targets["relations"] = relations
         return targets
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -125,6 +125,25 @@ class Family:
         """Which of the teacher's ``m`` layers an ``n``-layer student is copied from."""
         return every_kth(n, m)
 
+    # Vocabulary trimming (prune --method vocab): the family knows where its token embeddings live.
+    trims_vocab: bool = False
+
+    def vocab_embeddings(self, model: Any) -> tuple[Any, Any | None]:
+        """The input token embedding (rows indexed by token id) and the output head whose rows are token
+        ids (an LM head, tied or not), or None when the model has none (classifiers, encoders)."""
+        raise BadInputError(
+            f"--method vocab: vocabulary trimming is not supported for the {self.name} family (it targets "
+            f"BERT-family encoders; a causal LM's output vocabulary would change what it can generate)"
+        )
+
+    def attention_projections(self, model: Any, layer: int) -> tuple[Any, Any, Any]:
+        """The query, key and value projection modules of block ``layer`` (Python indexing), whose
+        outputs [B, L, width] the attention-relation loss (``--alpha-relation``) reads through hooks."""
+        raise BadInputError(
+            f"--alpha-relation: the {self.name} family does not expose its attention query/key/value "
+            f"projections; the relation loss is available for: bert"
+        )
+
     # -- quirks ---------------------------------------------------------------------------------
     def to_linear(self, model: Any) -> int:
         """Turn non-Linear projections into ``nn.Linear`` for quantizers that only know Linear;

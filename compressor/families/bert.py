@@ -96,6 +96,19 @@ class Bert(Family):
     def set_layers(self, model: Any, modules: list[Any]) -> None:
         set_layers(model, modules)
 
+    trims_vocab = True
+
+    def vocab_embeddings(self, model: Any) -> tuple[Any, Any | None]:
+        # word_embeddings of bert/roberta, distilbert's embeddings.word_embeddings; a masked-LM head if any.
+        return model.get_input_embeddings(), model.get_output_embeddings()
+
+    def attention_projections(self, model: Any, layer: int) -> tuple[Any, Any, Any]:
+        block = layers(model)[layer]
+        if model.config.model_type == "distilbert":
+            return block.attention.q_lin, block.attention.k_lin, block.attention.v_lin
+        attention = block.attention.self
+        return attention.query, attention.key, attention.value
+
     def surgery(self, model_type: str) -> BertSurgery | None:
         return BertSurgery() if model_type in self.structural_model_types else None
 

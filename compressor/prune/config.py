@@ -21,7 +21,12 @@ HEADS, FFN, LAYERS = "heads", "ffn", "layers"
 MAGNITUDE, MAGNITUDE_LAYER, SEMI_2_4 = "magnitude", "magnitude-layer", "2:4"
 STRUCTURAL = (LAYERS, HEADS, FFN)  # applied in this order: fewer layers means fewer heads to score
 SPARSITY = (MAGNITUDE, MAGNITUDE_LAYER, SEMI_2_4)
-METHODS = STRUCTURAL + SPARSITY
+# Vocabulary trimming: the embedding rows of tokens --data never uses. Independent of the others, so it
+# composes with any of them in one run; applied last (after recovery, which distils with the teacher's
+# own vocabulary).
+VOCAB = "vocab"
+NO_AMOUNT = (SEMI_2_4, VOCAB)  # methods that take no amount
+METHODS = STRUCTURAL + SPARSITY + (VOCAB,)
 IMPORTANCE = ("auto", "gradient", "magnitude")
 HEAD_UNITS = ("kv-group", "query")  # grouped-query attention: what a removed head is
 LAYER_IMPORTANCE = ("ablation", "cosine")
@@ -79,6 +84,10 @@ def _parse_one(item: str, amount: float | None) -> Method:
                 f"--method {item!r}: 2:4 sparsity removes exactly 2 of every 4 weights; it takes no amount"
             )
         return Method(name=name, amount=0.5)
+    if name == VOCAB:
+        if has_value:
+            raise BadInputError(f"--method {item!r}: vocab keeps the tokens --data uses; it takes no amount")
+        return Method(name=name)
     if name == LAYERS and value.startswith("["):
         if not re.fullmatch(r"\[\s*\d+(\s*,\s*\d+)*\s*\]", value):
             raise BadInputError(f"--method {item!r}: a layer list is written layers=[1,3] (indices from 0)")
@@ -112,9 +121,10 @@ def parse_methods(text: str, amount: float | None = None) -> tuple[Method, ...]:
     sparsity = [n for n in names if n in SPARSITY]
     if len(sparsity) > 1:
         raise BadInputError(f"--method {text!r}: choose one sparsity pattern, not {' and '.join(sparsity)}")
-    takes_amount = [item for item in items if "=" not in item and item.lower() != SEMI_2_4]
+    takes_amount = [item for item in items if "=" not in item and item.lower() not in NO_AMOUNT]
     if amount is not None and not takes_amount:
-        raise BadInputError(f"--amount {amount:g}: every method in --method {text!r} already has its own amount")
+        raise BadInputError(f"--amount {amount:g}: no method in --method {text!r} takes it (each has its own "
+                            f"amount, or takes none)")
     order = {name: i for i, name in enumerate(METHODS)}
     return tuple(sorted(methods, key=lambda m: order[m.name]))
 
@@ -122,7 +132,8 @@ def parse_methods(text: str, amount: float | None = None) -> tuple[Method, ...]:
 @dataclass(frozen=True)
 class PruneConfig:
     methods: tuple[Method, ...] | str  # a str is parsed as a --method spec
-    # Calibration data: importance by gradients (Michel et al.) when given, weight magnitude otherwise.
+    # Calibration data: importance by gradients (Michel et al.) when given, weight magnitude otherwise;
+    # for vocab, the text whose tokens are kept (every row, not only --calibration-samples).
     data: DataSpec | None = None
     importance: str = "auto"
     head_unit: str = "kv-group"
@@ -157,6 +168,8 @@ class PruneConfig:
             raise BadInputError(
                 f"--layer-importance {self.layer_importance!r}: choose one of {', '.join(LAYER_IMPORTANCE)}"
             )
+        if self.method(VOCAB) and self.data is None:
+            raise BadInputError("--method vocab: needs --data FILE, the text whose tokens are kept")
         if self.importance == "gradient" and self.data is None:
             raise BadInputError("--importance gradient: needs calibration data; pass --data")
         counts = (("--calibration-samples", self.calibration_samples), ("--ffn-multiple-of", self.ffn_multiple_of or 1),

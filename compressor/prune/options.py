@@ -10,9 +10,11 @@ from compressor.prune.config import PruneConfig, parse_methods
 OPTIONS = (
     Option("method", required=True,
            help="heads, ffn, layers (structural); magnitude (global unstructured), magnitude-layer (per matrix) "
-                "or 2:4 (sparsity). Combine with amounts: heads=0.25,ffn=0.3; layers=[1,3] removes given layers."),
+                "or 2:4 (sparsity); vocab (keep only the tokens --data uses, plus special tokens). Combine with "
+                "amounts: heads=0.25,ffn=0.3,vocab; layers=[1,3] removes given layers."),
     Option("amount", "float", min=0, max=1, min_open=True, help="Fraction removed, for methods given without one."),
-    Option("data", path="data", help="Calibration data: gradient importance (labelled rows for a classifier)."),
+    Option("data", path="data", help="Calibration data: gradient importance (labelled rows for a classifier); "
+                                     "with vocab, the text whose tokens are kept."),
     Option("importance", "choice", "auto", choices=("auto", "gradient", "magnitude"),
            help="auto (gradient with --data, else magnitude), gradient or magnitude."),
     Option("head-unit", "choice", "kv-group", choices=("kv-group", "query"),

@@ -30,8 +30,8 @@ from compressor import tasks
 from compressor.inference import TorchRunner
 from compressor.tasks.base import Task
 from compressor.loading import load_model, load_tokenizer
-from compressor.prune import calibration, importance, sparsity, structural
-from compressor.prune.config import FFN, HEADS, LAYERS, MAGNITUDE_LAYER, SEMI_2_4, STRUCTURAL, PruneConfig
+from compressor.prune import calibration, importance, sparsity, structural, vocab
+from compressor.prune.config import FFN, HEADS, LAYERS, MAGNITUDE_LAYER, SEMI_2_4, STRUCTURAL, VOCAB, PruneConfig
 from compressor.prune.recovery import check_recover_data, check_teacher, recover
 
 PRUNED_DIR, RECOVERED_DIR = ".pruned", ".recovered"
@@ -48,6 +48,10 @@ def _check_plan(config: PruneConfig, source: Artifact) -> Any:
                 f"--method {method.spec}: structural pruning is not supported for model_type {model_type!r} "
                 f"({source.family.name} family; supported: {supported}); use magnitude, magnitude-layer or 2:4"
             )
+    if config.method(VOCAB):
+        if not source.family.trims_vocab:
+            source.family.vocab_embeddings(None)  # the family's one-line reason (exit 2)
+        vocab.tokenizer_kind(source.path)  # a tokenizer type it cannot rewrite: exit 2 naming it
     if adapter is None:
         return None
     spec = ",".join(m.spec for m in config.methods)
@@ -184,6 +188,7 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     tokenizer = load_tokenizer(source.path)
     max_length = source.family.clamp_length(source.config, config.max_length)
     calib, eval_batches, teacher = _inputs(config, source, task, tokenizer, max_length)
+    kept, vocab_report = _vocab_plan(config, source, task, tokenizer)
     builtin = calibration.builtin_batches(task, tokenizer, max_length)
     timer = StageTimer()
     source_hash = source.content_hash()
@@ -193,10 +198,11 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
     metric_name = task.metric
     metrics: dict[str, float] = {}
 
-    def measure(label: str, current: Any) -> None:
-        if eval_batches and metric_name:
+    def measure(label: str, current: Any, batches: list | None = None) -> None:
+        batches = batches or eval_batches
+        if batches and metric_name:
             runner = TorchRunner(current, device=device, task=task)
-            result = task.evaluate(runner, eval_batches, desc=f"evaluating ({label})")
+            result = task.evaluate(runner, batches, desc=f"evaluating ({label})")
             metrics[f"{metric_name}_{label}"] = result.metrics[metric_name]
 
     params_before = structural.num_params(model)
@@ -224,18 +230,28 @@ def prune(src: str | Path, dst: str | Path, config: PruneConfig, *, force: bool 
             measure("after_recovery", model)
             if config.sparsity:
                 sparse_report, masks = _sparsify(model, source, config)
+        if kept is not None:  # last: recovery distils with the teacher's own vocabulary
+            vocab.trim_model(model, source.family, kept)
         model, dtype = _storage(model, config, source)
         _save(model, source, out)
+        final_batches = None
+        if kept is not None:
+            vocab.rewrite_tokenizer(out, kept)
+            vocab.check_tokenizer(out, tokenizer, vocab_report.pop("check_texts"), kept)
+            if eval_batches:  # the final metric on text tokenised by the trimmed tokenizer, as a user would
+                final_batches = _eval_batches(config, source, task, load_tokenizer(out), max_length)
         if masks is not None:
             sparsity.save_masks(out / sparsity.MASKS_FILE, masks)
         for name in (PRUNED_DIR, RECOVERED_DIR):
             shutil.rmtree(out / name, ignore_errors=True)
         # The final numbers come from the saved files, loaded the way a user without this tool would.
         final = load_model(open_artifact(out)).to(device)
-        measure("final", final)
+        measure("final", final, final_batches)
         report = _report(config, source, adapter, final, out, params_before=params_before, shape_before=shape_before,
                          removed=removed, sparse_report=sparse_report, metrics=metrics, recovery=recovery)
         report.update(dtype_before=dtypes.storage_dtype(source.path, source.config), dtype=dtype)
+        if vocab_report is not None:
+            report["vocab"] = vocab_report
         write_manifest(out, source=source, source_hash=source_hash, stage="prune", config=config.to_dict(),
                        report=report, timer=timer, fmt=PYTORCH, seed=config.seed)
     return report
@@ -246,8 +262,10 @@ def _inputs(config: PruneConfig, source: Artifact, task: Any, tokenizer: Any,
     """Calibration and evaluation batches and the recovery teacher, all judged before any work."""
     label2id = source.config.get("label2id") if task.uses_labels else None
     load = dict(label2id=label2id, max_length=max_length, batch_size=16, require_labels=True)
+    # vocab alone reads --data only for its tokens (any text, labelled or not), never as calibration rows.
+    scored = any(m.name != VOCAB for m in config.methods)
     calib = task.batches("--data", tokenizer, config.data, samples=config.calibration_samples,
-                         **load) if config.data else None
+                         **load) if config.data and scored else None
     if config.eval_data:
         eval_batches = task.batches("--eval-data", tokenizer, config.eval_data, samples=config.eval_samples, **load)
     else:
@@ -257,6 +275,33 @@ def _inputs(config: PruneConfig, source: Artifact, task: Any, tokenizer: Any,
         teacher = check_teacher(config, source, tokenizer)
         check_recover_data(config, source)
     return calib, eval_batches, teacher
+
+
+def _eval_batches(config: PruneConfig, source: Artifact, task: Any, tokenizer: Any, max_length: int) -> list:
+    label2id = source.config.get("label2id") if task.uses_labels else None
+    spec, samples = (config.eval_data, config.eval_samples) if config.eval_data else (config.data, config.calibration_samples)
+    return task.batches("--eval-data" if config.eval_data else "--data", tokenizer, spec, samples=samples,
+                        label2id=label2id, max_length=max_length, batch_size=16, require_labels=True)
+
+
+def _vocab_plan(config: PruneConfig, source: Artifact, task: Any,
+                tokenizer: Any) -> tuple[vocab.KeptVocab | None, dict[str, Any] | None]:
+    """The tokens --data uses (every row, through the task's text columns) plus the special tokens, and
+    how many --eval-data rows hold a token outside them; judged before any work."""
+    if not config.method(VOCAB):
+        return None, None
+    progress.status(f"reading the vocabulary of {config.data.path}")
+    label2id = source.config.get("label2id") if task.uses_labels else None
+    rows = vocab.data_rows(task, tokenizer, "--data", config.data, label2id)
+    kept = vocab.keep(rows, tokenizer, source.config)
+    report: dict[str, Any] = {"size_before": kept.size_before, "size": len(kept.ids), "special_kept": kept.special,
+                              "data_rows": kept.data_rows, "tokenizer": vocab.tokenizer_kind(source.path),
+                              "check_texts": vocab.sample_texts(tokenizer, rows)}
+    if config.eval_data:
+        touched = vocab.dropped(vocab.data_rows(task, tokenizer, "--eval-data", config.eval_data, label2id), kept)
+        report.update(eval_rows=touched["rows"], eval_rows_touched=touched["rows_touched"],
+                      eval_tokens_dropped=touched["tokens_dropped"])
+    return kept, report
 
 
 def _storage(model: Any, config: PruneConfig, source: Artifact) -> tuple[Any, str]:
