@@ -295,6 +295,7 @@ def _vocab_plan(config: PruneConfig, source: Artifact, task: Any,
     rows = vocab.data_rows(task, tokenizer, "--data", config.data, label2id)
     kept = vocab.keep(rows, tokenizer, source.config)
     report: dict[str, Any] = {"size_before": kept.size_before, "size": len(kept.ids), "special_kept": kept.special,
+                              "characters_kept": kept.characters,
                               "data_rows": kept.data_rows, "tokenizer": vocab.tokenizer_kind(source.path),
                               "check_texts": vocab.sample_texts(tokenizer, rows)}
     if config.eval_data:

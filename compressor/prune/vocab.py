@@ -5,8 +5,9 @@ Why it is exact: WordPiece picks, at each position of a word, the longest piece 
 piece it picked with the full vocabulary is still there after trimming, and any longer candidate was
 not in the full vocabulary either, so every word of the data tokenises into the same pieces, now under
 new ids; the model's embedding row of each kept token moves to its new id, so the model computes the
-same numbers. A word with a piece that was dropped is covered by other kept pieces where it can be,
-else becomes ``[UNK]`` (WordPiece marks a whole word unknown when it cannot cover it). BPE merges and Unigram scores are not rewritten: such tokenizers are
+same numbers. A word with a piece that was dropped is covered by other kept pieces: every
+single-character piece is kept, so an unseen word is spelled out rather than turned into ``[UNK]``
+(WordPiece marks a whole word unknown only when it cannot cover it: a character the vocabulary lacks). BPE merges and Unigram scores are not rewritten: such tokenizers are
 refused (exit 2), naming the type.
 
 The data is read through the task (``Task.batches``: its text columns, pair columns, pre-split words),
@@ -41,6 +42,7 @@ class KeptVocab:
     ids: tuple[int, ...]
     size_before: int
     special: int  # special/added tokens kept whether or not the data used them
+    characters: int  # single-character pieces kept for the same reason (unseen words spell out)
     data_rows: int
 
     def mapping(self) -> np.ndarray:
@@ -90,13 +92,26 @@ def special_ids(tokenizer: Any, model_config: dict[str, Any]) -> set[int]:
     return ids
 
 
+def character_ids(tokenizer: Any) -> set[int]:
+    """The single-character pieces (``a``, ``##a``): kept so that a word the data never showed splits
+    into characters instead of becoming ``[UNK]`` (WordPiece can cover any word spelled with them).
+    They cost a few hundred embedding rows."""
+    ids = set()
+    for token, index in tokenizer.get_vocab().items():
+        if len(token.removeprefix("##")) == 1:
+            ids.add(index)
+    return ids
+
+
 def keep(rows: Iterable[np.ndarray], tokenizer: Any, model_config: dict[str, Any]) -> KeptVocab:
     rows = list(rows)
     size = int(model_config.get("vocab_size") or len(tokenizer))
     seen = set(np.unique(np.concatenate(rows)).tolist()) if rows else set()
     special = special_ids(tokenizer, model_config)
-    ids = sorted(i for i in seen | special if 0 <= i < size)
-    return KeptVocab(ids=tuple(ids), size_before=size, special=len(special - seen), data_rows=len(rows))
+    characters = character_ids(tokenizer)
+    ids = sorted(i for i in seen | special | characters if 0 <= i < size)
+    return KeptVocab(ids=tuple(ids), size_before=size, special=len(special - seen),
+                     characters=len(characters - seen - special), data_rows=len(rows))
 
 
 def dropped(rows: Iterable[np.ndarray], kept: KeptVocab) -> dict[str, int]:

@@ -55,7 +55,14 @@ def test_vocab_trim_keeps_logits_exactly_and_loads_with_auto_classes(run_cli, ti
         assert tok.unk_token_id not in batch_new["input_ids"]
         with torch.no_grad():
             assert torch.equal(model(**batch_new).logits, source(**batch_old).logits)
-    # A word that was never in --data becomes the unknown token.
+    # Single-character pieces stay whether or not --data used them (an unseen word is spelled out with
+    # them); a word that no kept piece covers becomes the unknown token.
+    characters = {t for t in source_tok.get_vocab() if len(t.removeprefix("##")) == 1}
+    assert {".", ",", "'", "!", "?"} <= characters
+    seen = {t for text in _sentences(data) for t in source_tok.tokenize(text)}
+    assert characters <= set((out / "vocab.txt").read_text().splitlines())
+    assert report["characters_kept"] == len(characters - seen)
+    assert tok("?!")["input_ids"][1:3] == [tok.convert_tokens_to_ids("?"), tok.convert_tokens_to_ids("!")]
     assert tok("zzz")["input_ids"][1] == tok.unk_token_id
 
 
