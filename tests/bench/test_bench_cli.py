@@ -4,7 +4,6 @@ checks, and every bad input the issue lists (exit 2, a line naming the value, no
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import factories
 
 
 def no_output(tmp_path: Path, name: str = "out") -> bool:

@@ -11,7 +11,6 @@ import pytest
 import factories
 from compressor.data import DataSpec
 from compressor.data.conll import count_iob1_starts, load_tagged, read_conll
-from compressor.errors import BadInputError
 
 
 @pytest.fixture(scope="module")
