@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "compressor.cli.bench:command",
     "distill": "compressor.cli.distill:command",
     "export-onnx": "compressor.cli.export_onnx:command",
+    "export-openvino": "compressor.cli.export_openvino:command",
     "inspect": "compressor.cli.inspect:command",
     "quantize": "compressor.cli.quantize:command",
     "prune": "compressor.cli.prune:command",

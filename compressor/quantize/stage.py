@@ -23,8 +23,8 @@ from compressor.artifact import (
     _check_output_path,
     ONNX,
     PYTORCH,
-    WEIGHT_FILES,
     Artifact,
+    copy_support_files,
     StageTimer,
     open_artifact,
     staged_output,
@@ -34,7 +34,6 @@ from compressor import tasks
 from compressor.devices import require_device
 from compressor.errors import BadInputError, GateFailedError, RuntimeFailureError
 from compressor.loading import load_tokenizer
-from compressor.manifest import MANIFEST_NAME
 from compressor.quantize.config import Method, QuantizeConfig, method_for
 from compressor.quantize.engine import Engine, engine_class
 from compressor.quantize.sensitivity import BUDGET_OPTIONS, Budget, Unit, fall_back, float_reasons, measure
@@ -43,9 +42,6 @@ from compressor.scratch import scratch_space
 
 # Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
 RELOAD_ATOL = 1e-5
-
-# Files that are model weights or graphs (re-written by the stage, never copied from the source).
-_MODEL_SUFFIXES = {".onnx", ".onnx_data", ".data", ".safetensors", ".bin", ".pt", ".pth"}
 
 
 def _quantized_already(source: Artifact) -> str | None:
@@ -87,17 +83,6 @@ def _common_width(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, 
         padded.append({k: np.pad(v, ((0, 0), (0, extra)), constant_values=pad_id if k == "input_ids" else 0)
                        for k, v in batch.items() if k != "labels"})
     return padded
-
-
-def _copy_support_files(source: Path, out: Path) -> None:
-    """Config, tokenizer and generation files travel with the model; weights and the manifest do not."""
-    for item in source.iterdir():
-        if item.is_file() and item.name != MANIFEST_NAME and item.suffix not in _MODEL_SUFFIXES \
-                and item.name not in WEIGHT_FILES:
-            shutil.copyfile(item, out / item.name)
-        elif item.is_dir() and not item.name.startswith(".") and not any(
-                p.suffix in _MODEL_SUFFIXES or p.name in WEIGHT_FILES for p in item.rglob("*")):
-            shutil.copytree(item, out / item.name)  # sentence-transformers' 1_Pooling/, 2_Normalize/
 
 
 def _engine(source: Artifact, method: Method, config: QuantizeConfig, workdir: Path, allow_pickle: bool) -> Engine:
@@ -323,7 +308,7 @@ def quantize(
 def _save(engine: Engine, candidate: Any, source: Artifact, out: Path, report: dict[str, Any], tokenizer: Any,
           max_length: int, size_before: int, method: str) -> None:
     files, recipe = engine.save(candidate, out)
-    _copy_support_files(source.path, out)
+    copy_support_files(source.path, out)
     size_after = dataclasses.replace(source, path=out).size_bytes()
     report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
                   compression_ratio=round(size_before / max(size_after, 1), 3))
