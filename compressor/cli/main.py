@@ -77,7 +77,7 @@ def _quiet_libraries(verbose: bool) -> None:
         return
     warnings.filterwarnings("ignore")
     for name in ("transformers", "optimum", "onnxruntime", "torch", "torch.utils._pytree", "torchao",
-                 "neural_compressor", "accelerate"):
+                 "neural_compressor", "accelerate", "nncf"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import os
 

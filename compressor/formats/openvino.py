@@ -31,15 +31,31 @@ def require(what: str, module: str = "openvino") -> Any:
     """Import ``module`` (openvino or nncf); exit-2 error naming the extra when it is missing."""
     try:
         if module == "nncf":
-            import nncf
-
-            return nncf
+            return _import_nncf()
         import openvino
 
         return openvino
     except ImportError as exc:
         raise BadInputError(f"{what}: needs the openvino extra ({module} is not installed); install it with "
                             f"{EXTRA}") from exc
+
+
+def _import_nncf() -> Any:
+    """nncf, logging to stderr (stdout is for --json) at the level the CLI chose before the import
+    (nncf's import resets its logger to INFO on a stdout handler)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    import nncf
+
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
+    if level:
+        logger.setLevel(level)
+    return nncf
 
 
 def ir_file(directory: Path) -> Path | None:

@@ -22,6 +22,7 @@ from compressor import progress
 from compressor.artifact import (
     _check_output_path,
     ONNX,
+    OPENVINO,
     PYTORCH,
     Artifact,
     copy_support_files,
@@ -58,6 +59,12 @@ def _quantized_already(source: Artifact) -> str | None:
         found = quantized_op_types(source.onnx_file)
         if found:
             return f"its graph already holds {', '.join(sorted(found))}"
+    if source.format == OPENVINO:
+        from compressor.quantize.openvino_nncf import already_quantized
+
+        found = already_quantized(source.ir_file)
+        if found:
+            return f"its IR already holds {', '.join(sorted(found))}"
     return None
 
 
@@ -185,7 +192,7 @@ def _validate(source: Artifact, config: QuantizeConfig) -> tuple[Method, Task, B
     if source.format == PYTORCH and config.device != "cpu":
         raise BadInputError(f"--device {config.device}: PyTorch quantized layers (torch.ao INT8, neural-compressor "
                             "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")
-    if method.name == "int4-weight" and config.block_size == -1:
+    if method.name == "int4-weight" and method.format == ONNX and config.block_size == -1:
         raise BadInputError("--block-size -1: int4-weight (MatMulNBits) needs a block size, e.g. 32 or 128")
     task = tasks.get(source.task)
     if task.metric is None and config.eval_data is not None:
@@ -224,10 +231,15 @@ def _measure_quality(engine: Engine, candidate: Any, units: list[Unit], task: Ta
     """Quality before and after; over budget, layers go back to float. Fills ``report``."""
     metric, loss_key = task.metric, _loss_key(task)
     before = task.evaluate(engine.runner(None), eval_batches, desc="evaluating float")
+    fitted = engine.fit_budget(budget, task, eval_batches) if budget is not None else None
+    float_names: list[str] = []
+    if fitted is not None:  # the engine's library chose the float layers itself
+        candidate, float_names, decisions = fitted
+        fallback.update(decisions)
     after = task.evaluate(engine.runner(candidate), eval_batches, desc="evaluating quantized")
     loss = Budget(metric, 0.0).loss(before.metrics, after.metrics)
-    final_metrics, float_names = after.metrics, []
-    if budget is not None and not budget.within(loss):
+    final_metrics = after.metrics
+    if budget is not None and not budget.within(loss) and fitted is None:
         candidate, float_names, final_metrics, loss, decisions = _fall_back(
             engine, candidate, units, budget, before, (after.metrics, loss), task, eval_batches
         )
@@ -254,6 +266,7 @@ def quantize(
     method, task, budget = _validate(source, config)
     _check_output_path(Path(dst), [source.path], force)  # now, not after calibration and evaluation
     tokenizer = load_tokenizer(source.path)
+    engine_class(method.engine_class).check_source(source, tokenizer, method.name)
     max_length = source.family.clamp_length(source.config, config.max_length)
     calib_batches, eval_batches = _data(source, task, method, config, tokenizer, max_length)
 
