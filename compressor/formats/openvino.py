@@ -115,8 +115,13 @@ def compiled_properties(compiled: Any) -> dict[str, Any]:
             value = compiled.get_property(key)
         except RuntimeError:
             continue
-        props[key.lower()] = list(value) if isinstance(value, (list, tuple)) else str(value) \
-            if not isinstance(value, int) else value
+        if hasattr(value, "get_type_name"):  # an element type: f32, bf16
+            value = value.get_type_name()
+        elif isinstance(value, (list, tuple)):
+            value = [str(v) for v in value]
+        elif not isinstance(value, int):
+            value = getattr(value, "name", str(value))  # PerformanceMode.LATENCY -> LATENCY
+        props[key.lower()] = value
     return props
 
 
