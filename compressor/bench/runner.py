@@ -99,6 +99,10 @@ class OnnxBench:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
+    @property
+    def properties(self) -> list[str]:  # what bench reports of the runtime: the session's providers
+        return self.providers
+
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.runner.feeds(batch)
 

@@ -10,6 +10,7 @@ carries the report.
 from __future__ import annotations
 
 import gc
+from importlib import import_module
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,13 +72,7 @@ def _tokenizer(artifact: Artifact, fallback: Any) -> Any:
 def _check_loadable(artifact: Artifact, config: BenchConfig, tokenizer: Any) -> None:
     """Weights that will not load fail now, before any model has been timed."""
     if artifact.format == OPENVINO:
-        from compressor.formats import openvino as ovf
-
-        ovf.require(f"{artifact.path} (an OpenVINO artifact)")
-        if config.device != "cpu":
-            raise BadInputError(f"{artifact.path}: OpenVINO artifacts run on the OpenVINO CPU plugin here; "
-                                "bench them with --device cpu")
-        ovf.check_artifact(artifact, tokenizer)
+        import_module("compressor.formats.openvino").check_benchable(artifact, config.device, tokenizer)
     elif artifact.format == PYTORCH:
         if quantized_recipe(artifact) is None:  # quantized artifacts are rebuilt by their own loader
             check_weights(artifact.path, config.allow_pickle)
@@ -267,10 +262,8 @@ def _measure(
     raw: dict[str, np.ndarray] = {}
     try:
         entry.update(weight_stats)
-        if artifact.format == ONNX:
-            entry["providers"] = runner.providers
-        if artifact.format == OPENVINO:
-            entry["openvino"] = runner.properties
+        if artifact.format in (ONNX, OPENVINO):  # the execution providers, or what OpenVINO compiled for
+            entry["providers" if artifact.format == ONNX else "openvino"] = runner.properties
         if full:
             progress.status(f"  scoring {subject.name} on {len(subject.workload.quality_batches)} batches")
             raw = task.bench_scores(runner, subject.workload)

@@ -97,6 +97,15 @@ def check_artifact(artifact: Any, tokenizer: Any) -> Any:
     return model
 
 
+def check_benchable(artifact: Any, device: str, tokenizer: Any) -> None:
+    """Exit-2 checks before bench times anything: the extra, the device, a readable IR fed by ``tokenizer``."""
+    require(f"{artifact.path} (an OpenVINO artifact)")
+    if device != "cpu":
+        raise BadInputError(f"{artifact.path}: OpenVINO artifacts run on the OpenVINO CPU plugin here; bench them "
+                            "with --device cpu")
+    check_artifact(artifact, tokenizer)
+
+
 def compile_config(threads: int | None, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """CPU plugin properties: latency hint, one stream, fixed threads and precision (reported by bench)."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
