@@ -31,6 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# This file is named openvino.py: `python benchmarks/openvino.py` puts benchmarks/ first on sys.path,
+# where it would shadow the openvino package itself.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 ASSETS = Path(os.environ.get("ASSETS", ROOT.parent / "shared" / "assets"))
 WORK = ROOT / "benchmarks" / "work" / "openvino"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -179,8 +182,11 @@ def part(task: str, runs_dir: Path) -> dict:
     rows["teacher-int8-openvino-nncf"] = nncf_int8(rows["teacher-fp32-openvino"], f"{task}-teacher-ov-int8", calib)
     student_note = None
     if task == "sst2":
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        import peers  # the optimum INT8 peer, as benchmarks/peers.py builds it
+        import importlib.util  # the optimum INT8 peer, as benchmarks/peers.py builds it
+
+        spec = importlib.util.spec_from_file_location("peers", ROOT / "benchmarks" / "peers.py")
+        peers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(peers)
 
         _, optimum_int8, arch = peers.peer_onnx()
         rows[f"optimum-int8-{arch}"] = optimum_int8

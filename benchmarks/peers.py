@@ -85,10 +85,11 @@ def peer_onnx() -> tuple[Path, Path, str]:
 def peer_openvino() -> Path | None:
     """The OpenVINO peer on the SST-2 teacher: openvino.convert_model, then nncf.quantize (INT8,
     transformer preset) on 300 SST-2 training rows. None without the openvino extra."""
-    try:
-        import nncf  # noqa: F401
-        import openvino  # noqa: F401
-    except ImportError:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # by distribution: `import openvino` here would find benchmarks/openvino.py first
+        version("openvino"), version("nncf")
+    except PackageNotFoundError:
         print("openvino extra not installed: no OpenVINO peer row", file=sys.stderr)
         return None
     fp32, int8 = WORK / "openvino-fp32", WORK / "openvino-int8-nncf"
