@@ -4,8 +4,10 @@ One `compress bench` run per family measures every row together (same process se
 real SST-2 dev sentences / IMDB held-out text), so the ratios are comparable:
 
 - SST-2: the teacher as FP32 PyTorch; the peer path (`optimum-cli export onnx` then
-  `optimum-cli onnxruntime quantize`, avx512_vnni or avx2 dynamic INT8); the teacher with torch
-  dynamic INT8; every artifact of `pipelines/bert-sst2.yaml`.
+  `optimum-cli onnxruntime quantize`, avx512_vnni or avx2 dynamic INT8); the OpenVINO peer (the
+  teacher converted with openvino, then NNCF INT8 calibrated on 300 training rows: the best a user
+  gets from OpenVINO alone; needs the openvino extra); the teacher with torch dynamic INT8; every
+  artifact of `pipelines/bert-sst2.yaml`.
 - GPT-2: the teacher as FP32 PyTorch vs every artifact of `pipelines/gpt2-lm.yaml`.
 
 A second `compress bench` scores every SST-2 row on GLUE's labelled test split (1,821 sentences no
@@ -80,6 +82,25 @@ def peer_onnx() -> tuple[Path, Path, str]:
     return fp32, int8, arch
 
 
+def peer_openvino() -> Path | None:
+    """The OpenVINO peer on the SST-2 teacher: openvino.convert_model, then nncf.quantize (INT8,
+    transformer preset) on 300 SST-2 training rows. None without the openvino extra."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # by distribution: `import openvino` here would find benchmarks/openvino.py first
+        version("openvino"), version("nncf")
+    except PackageNotFoundError:
+        print("openvino extra not installed: no OpenVINO peer row", file=sys.stderr)
+        return None
+    fp32, int8 = WORK / "openvino-fp32", WORK / "openvino-int8-nncf"
+    if not (fp32 / "compress.json").exists():
+        sh([*COMPRESS, "export-openvino", BERT_TEACHER, "-o", fp32, "--force", "--parity-data", SST2_DEV], check=True)
+    if not (int8 / "compress.json").exists():
+        sh([*COMPRESS, "quantize", fp32, "-o", int8, "--force", "--method", "int8-nncf",
+            "--calib-data", ASSETS / "glue" / "SST-2" / "train.tsv", "--calib-samples", "300"], check=True)
+    return int8
+
+
 def torch_int8() -> Path:
     out = WORK / "torch-int8"
     if not out.exists():
@@ -137,6 +158,9 @@ def bert_part(runs_dir: Path) -> dict:
     run_recipe("bert-sst2", run_dir)
     fp32, int8, arch = peer_onnx()
     rows = {"optimum-fp32-onnx": fp32, f"optimum-int8-{arch}": int8, "torch-int8-dynamic": torch_int8()}
+    openvino_int8 = peer_openvino()
+    if openvino_int8 is not None:
+        rows["openvino-int8-nncf"] = openvino_int8
     rows.update({f"recipe-{name}": path for name, path in recipe_artifacts(run_dir).items()})
     report = bench(rows, BERT_TEACHER, SST2_DEV, WORK / "bench-bert", ["--batch-sizes", "1,8", "--max-samples", "872"])
     entries = named_entries(report)

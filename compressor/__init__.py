@@ -15,6 +15,8 @@ _LAZY = {
     "bench": "compressor.bench:bench",
     "BenchConfig": "compressor.bench:BenchConfig",
     "export_onnx": "compressor.export:export_onnx",
+    "export_openvino": "compressor.export_openvino:export_openvino",
+    "OpenVinoExportConfig": "compressor.export_openvino:OpenVinoExportConfig",
     "distill": "compressor.distill:distill",
     "DistillConfig": "compressor.distill:DistillConfig",
     "ExportConfig": "compressor.export:ExportConfig",

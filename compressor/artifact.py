@@ -26,6 +26,7 @@ from compressor.scratch import remove_stale_siblings
 
 PYTORCH = "pytorch"
 ONNX = "onnx"
+OPENVINO = "openvino"  # an OpenVINO IR (.xml + .bin); see compressor.formats.openvino
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -52,12 +53,21 @@ class Artifact:
             return preferred
         return sorted(self.path.glob("*.onnx"))[0]
 
+    @property
+    def ir_file(self) -> Path:
+        from compressor.formats.openvino import ir_file
+
+        found = ir_file(self.path) if self.format == OPENVINO else None
+        if found is None:
+            raise BadInputError(f"{self.path}: is a {self.format} artifact, not an OpenVINO IR (.xml + .bin)")
+        return found
+
     def content_hash(self) -> str:
         return hash_directory(self.path)
 
     def size_bytes(self) -> int:
         """Bytes of model weights/graphs on disk (tokenizer and metadata excluded)."""
-        suffixes = {".safetensors", ".bin", ".onnx", ".onnx_data", ".data", ".pt"}
+        suffixes = {".safetensors", ".bin", ".onnx", ".onnx_data", ".data", ".pt", ".xml"}
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and p.suffix in suffixes)
 
 
@@ -80,14 +90,34 @@ def open_artifact(path: str | os.PathLike[str]) -> Artifact:
         fmt, task = manifest.format, manifest.task
     elif any(directory.glob("*.onnx")):
         fmt = ONNX
+    elif any(p.with_suffix(".bin").exists() for p in directory.glob("*.xml")):
+        fmt = OPENVINO
     elif any((directory / name).exists() for name in WEIGHT_FILES):
         fmt = PYTORCH
     else:
         raise BadInputError(
-            f"{directory}: no model weights found (expected one of {', '.join(WEIGHT_FILES)} or a *.onnx file)"
+            f"{directory}: no model weights found (expected one of {', '.join(WEIGHT_FILES)}, a *.onnx file or an "
+            "OpenVINO *.xml + *.bin)"
         )
     tasks.get(task).check_directory(directory)
     return Artifact(path=directory, format=fmt, family=family, task=task, config=config, manifest=manifest)
+
+
+# Files that are model weights or graphs (re-written by a stage, never copied from its source).
+MODEL_SUFFIXES = {".onnx", ".onnx_data", ".data", ".safetensors", ".bin", ".pt", ".pth", ".xml"}
+
+
+def copy_support_files(source: Path, out: Path) -> None:
+    """Config, tokenizer and generation files travel with the model; weights and the manifest do not."""
+    from compressor.manifest import MANIFEST_NAME
+
+    for item in source.iterdir():
+        if item.is_file() and item.name != MANIFEST_NAME and item.suffix not in MODEL_SUFFIXES \
+                and item.name not in WEIGHT_FILES:
+            shutil.copyfile(item, out / item.name)
+        elif item.is_dir() and not item.name.startswith(".") and not any(
+                p.suffix in MODEL_SUFFIXES or p.name in WEIGHT_FILES for p in item.rglob("*")):
+            shutil.copytree(item, out / item.name)  # sentence-transformers' 1_Pooling/, 2_Normalize/
 
 
 def _check_output_path(dst: Path, sources: list[Path], force: bool) -> None:

@@ -1,5 +1,8 @@
-"""One interface to run PyTorch and ONNX artifacts on numpy batches, returning the task's output
-(logits, or hidden states for a bare encoder).
+"""One interface to run PyTorch, ONNX and OpenVINO artifacts on numpy batches, returning the task's
+output (logits, or hidden states for a bare encoder).
+
+Causal LMs also decode through the KV cache the same way in every runtime: ``start(prompts)`` runs
+the prompt and ``step(tokens)`` one token per row, each returning the last position's logits.
 
 Parity checks, evaluation and benchmarks all go through these runners, so what is measured is
 what is compared.
@@ -32,6 +35,33 @@ class TorchRunner:
         with torch.inference_mode():
             out = self.model(**inputs, **self._extra)
         return getattr(out, self.task.output_name).float().cpu().numpy()
+
+    def start(self, prompts: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            self._out = self.model(input_ids=torch.from_numpy(prompts).to(self.device), use_cache=True)
+        return self._out.logits[:, -1].float().cpu().numpy()
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            self._out = self.model(input_ids=torch.from_numpy(tokens).to(self.device),
+                                   past_key_values=self._out.past_key_values, use_cache=True)
+        return self._out.logits[:, -1].float().cpu().numpy()
+
+
+def decode_feeds(inputs: Any, tokens: np.ndarray, past_length: int) -> dict[str, np.ndarray]:
+    """The non-cache inputs of one decode step after ``past_length`` tokens (every row unpadded)."""
+    batch = tokens.shape[0]
+    feeds = {"input_ids": tokens}
+    if "attention_mask" in inputs:
+        feeds["attention_mask"] = np.ones((batch, past_length + tokens.shape[1]), dtype=np.int64)
+    if "position_ids" in inputs:
+        feeds["position_ids"] = np.arange(past_length, past_length + tokens.shape[1], dtype=np.int64)[None] \
+            .repeat(batch, 0)
+    if "beam_idx" in inputs:
+        feeds["beam_idx"] = np.arange(batch, dtype=np.int32)
+    return feeds
 
 
 def session_options(threads: int | None = None, profile: bool = False) -> Any:
@@ -85,3 +115,81 @@ class OnnxRunner:
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         out = self.session.run([self.output], self.feeds(batch))[0]
         return out.astype(np.float32)
+
+    def start(self, prompts: np.ndarray) -> np.ndarray:
+        names = [o.name for o in self.session.get_outputs()]
+        self._out = dict(zip(names, self.session.run(None, self.feeds({"input_ids": prompts}))))
+        self._length = prompts.shape[1]
+        return self._out["logits"][:, -1].astype(np.float32)
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        feeds = decode_feeds(self.inputs, tokens, self._length)
+        for name in self.inputs:
+            if name.startswith("past_key_values"):
+                feeds[name] = self._out["present" + name[len("past_key_values"):]]
+        names = [o.name for o in self.session.get_outputs()]
+        self._out = dict(zip(names, self.session.run(None, feeds)))
+        self._length += tokens.shape[1]
+        return self._out["logits"][:, -1].astype(np.float32)
+
+
+class OpenVinoRunner:
+    """Runs an OpenVINO IR (a path, or an ``ov.Model`` / compiled model in memory) on the CPU plugin
+    with the settings of ``compressor.formats.openvino.compile_config``. A stateful LM keeps its KV
+    cache in the infer request: every whole-sequence call starts from an empty cache."""
+
+    def __init__(self, model: Any, threads: int | None = None, precision: str | None = None) -> None:
+        from compressor.formats import openvino as ovf
+
+        ov = ovf.require(str(model) if isinstance(model, Path) else "OpenVINO runner")
+        if isinstance(model, Path):
+            model = ovf.read_ir(model)
+        if hasattr(model, "create_infer_request"):  # already compiled (nncf's validation hands one over)
+            self.compiled = model
+        else:
+            config = ovf.compile_config(threads, precision or ovf.DEFAULT_PRECISION)
+            self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.inputs = {port.get_any_name(): port for port in self.compiled.inputs}
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+        self.stateful = bool(self.request.query_state())
+        self._length = 0
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        from compressor.formats.openvino import compiled_properties
+
+        return compiled_properties(self.compiled)
+
+    def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: v for k, v in batch.items() if k in self.inputs}
+        input_ids = batch["input_ids"]
+        if "attention_mask" in self.inputs and "attention_mask" not in feeds:
+            feeds["attention_mask"] = np.ones_like(input_ids)
+        if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        if "position_ids" in self.inputs and "position_ids" not in feeds:
+            mask = feeds.get("attention_mask", np.ones_like(input_ids))
+            feeds["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+        if "beam_idx" in self.inputs:
+            feeds["beam_idx"] = np.arange(input_ids.shape[0], dtype=np.int32)
+        return feeds
+
+    def run(self, feeds: dict[str, np.ndarray]) -> Any:
+        if self.stateful:
+            self.request.reset_state()
+        return self.request.infer(feeds)
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.run(self.feeds(batch))
+        return np.array(out[self.compiled.output(0)], dtype=np.float32)
+
+    def start(self, prompts: np.ndarray) -> np.ndarray:
+        self._length = prompts.shape[1]
+        out = self.run(self.feeds({"input_ids": prompts}))
+        return np.array(out[self.compiled.output(0)][:, -1], dtype=np.float32)
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        out = self.request.infer(decode_feeds(self.inputs, tokens, self._length))
+        self._length += tokens.shape[1]
+        return np.array(out[self.compiled.output(0)][:, -1], dtype=np.float32)

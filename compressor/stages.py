@@ -71,6 +71,11 @@ STAGES: dict[str, StageDef] = {
         StageDef("export-onnx", "Export SRC (a PyTorch checkpoint) to ONNX, optimise it and check parity against "
                  "PyTorch.\n\nFails with exit 3, writing nothing, when logits differ by more than --atol.",
                  "compressor.export.options", "compressor.export.stage:export_onnx"),
+        StageDef("export-openvino", "Convert SRC (a PyTorch checkpoint or an ONNX artifact) to an OpenVINO IR "
+                 "(openvino_model.xml + .bin) and check parity against the source on the OpenVINO CPU plugin.\n\n"
+                 "Causal LMs keep their KV cache as OpenVINO state. Fails with exit 3, writing nothing, when "
+                 "outputs differ by more than --atol. Needs the openvino extra: pip install \"compress[openvino]\".",
+                 "compressor.export_openvino.options", "compressor.export_openvino.stage:export_openvino"),
         StageDef("bench", "Measure ARTIFACTS against --baseline on --data: latency, memory, size, quality; apply "
                  "gates.\n\nExit 1 when any gate fails (each gate is listed with its numbers); reports are written "
                  "either way.", "compressor.bench.options", "compressor.bench.stage:bench", takes="artifacts",

@@ -7,4 +7,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 # constraints-cpu.txt pins the local CPU torch wheel (an unpinned torch pulls GBs of CUDA packages).
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints-cpu.txt -e ".[test]"
+# The openvino extra (OpenVINO + NNCF) is the CPU backend; its tests run in CI because it is installed here.
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints-cpu.txt -e ".[test,openvino]"

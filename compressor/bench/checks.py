@@ -97,6 +97,23 @@ def provider_warnings(
     return found
 
 
+def openvino_warnings(name: str, properties: dict[str, Any], threads: int) -> list[dict[str, str]]:
+    """What the OpenVINO CPU plugin reports it compiled for, against what bench asked for: the CPU
+    device, f32 precision (not a silent bf16), ``threads`` threads, one stream."""
+    found = []
+    devices = properties.get("execution_devices") or []
+    if devices and any(not str(d).startswith("CPU") for d in devices):
+        found.append(warning("execution-device-mismatch", name,
+                             f"{name}: the CPU plugin was requested but OpenVINO runs it on {', '.join(devices)}"))
+    asked = {"inference_precision_hint": "f32", "inference_num_threads": threads, "num_streams": 1}
+    for key, want in asked.items():
+        got = properties.get(key)
+        if got is not None and str(got).lower() != str(want).lower():
+            found.append(warning("openvino-setting-differs", name,
+                                 f"{name}: OpenVINO compiled with {key} {got}, not the requested {want}"))
+    return found
+
+
 def ci_warnings(results: list[GateResult]) -> list[dict[str, str]]:
     return [
         warning(

@@ -63,7 +63,7 @@ def _import_model_code(artifact: Any) -> None:
 
 
 def _child(args: argparse.Namespace) -> dict[str, Any]:
-    from compressor.artifact import PYTORCH, open_artifact
+    from compressor.artifact import OPENVINO, PYTORCH, open_artifact
 
     artifact = open_artifact(args.artifact)
     arrays = np.load(args.inputs)
@@ -86,6 +86,13 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats()
         engine_rss = _current_rss_bytes()
         runner: Any = TorchBench(load_model(artifact, allow_pickle=args.allow_pickle), device=args.device)
+    elif artifact.format == OPENVINO:
+        import openvino  # noqa: F401  (imported before the baseline reading: it is the engine's share)
+
+        from compressor.bench.runner import OpenVinoBench
+
+        engine_rss = _current_rss_bytes()
+        runner = OpenVinoBench(artifact.ir_file, threads=args.threads)
     else:
         import onnxruntime  # noqa: F401  (imported before the baseline reading: it is the engine's share)
 

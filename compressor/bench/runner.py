@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from compressor import scratch
-from compressor.inference import OnnxRunner, TorchRunner, providers_for, session_options
+from compressor.inference import OnnxRunner, OpenVinoRunner, decode_feeds, TorchRunner, providers_for, session_options
 
 
 class TorchBench:
@@ -99,6 +99,10 @@ class OnnxBench:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
+    @property
+    def properties(self) -> list[str]:  # what bench reports of the runtime: the session's providers
+        return self.providers
+
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.runner.feeds(batch)
 
@@ -156,3 +160,53 @@ class OnnxBench:
 
     def close(self) -> None:
         del self.session, self.runner
+
+
+class OpenVinoBench:
+    """An OpenVINO IR on the CPU plugin: latency hint, one stream, fixed threads and f32 precision,
+    as the runtime itself reports them (``properties``, in the bench entry)."""
+
+    kind = "openvino"
+
+    def __init__(self, xml: Path, threads: int | None = None) -> None:
+        self.runner = OpenVinoRunner(xml, threads=threads)
+        self.properties = self.runner.properties
+
+    def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner.feeds(batch)
+
+    def time_forward(self, feeds: dict[str, np.ndarray]) -> float:
+        request = self.runner.request
+        if self.runner.stateful:
+            request.reset_state()  # outside the clock: a whole sequence starts from an empty cache
+        begin = time.perf_counter()
+        request.infer(feeds)  # synchronous: outputs are in host memory when it returns
+        return time.perf_counter() - begin
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.logits(batch)
+
+    def supports_decode(self) -> bool:
+        return self.runner.stateful
+
+    def generate(self, prompt: np.ndarray, new_tokens: int) -> tuple[float, list[float]]:
+        """Greedy generation with the KV cache held as OpenVINO state."""
+        self.runner.request.reset_state()
+        runner = self.runner
+        feeds = runner.feeds({"input_ids": prompt})
+        begin = time.perf_counter()
+        out = runner.request.infer(feeds)
+        prefill = time.perf_counter() - begin
+        length = prompt.shape[1]
+        steps = []
+        logits = runner.compiled.output(0)
+        for step in range(new_tokens):
+            token = np.asarray(out[logits])[:, -1].argmax(-1)[:, None].astype(np.int64)
+            feeds = decode_feeds(runner.inputs, token, length + step)
+            begin = time.perf_counter()
+            out = runner.request.infer(feeds)
+            steps.append(time.perf_counter() - begin)
+        return prefill, steps
+
+    def close(self) -> None:
+        del self.runner

@@ -10,6 +10,7 @@ carries the report.
 from __future__ import annotations
 
 import gc
+from importlib import import_module
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from compressor import progress, tasks
-from compressor.artifact import ONNX, PYTORCH, Artifact, open_artifact
+from compressor.artifact import ONNX, OPENVINO, PYTORCH, Artifact, open_artifact
 from compressor.bench import checks, gates, memory, reports
 from compressor.bench.config import QUALITY_GATES, BenchConfig
 from compressor.artifact import check_can_create, check_writable_dir
-from compressor.bench.runner import OnnxBench, TorchBench
+from compressor.bench.runner import OnnxBench, OpenVinoBench, TorchBench
 from compressor.bench.timing import run_loop, summarize, throughput
-from compressor.bench.weights import onnx_weight_stats, torch_weight_stats
+from compressor.bench.weights import onnx_weight_stats, openvino_weight_stats, torch_weight_stats
 from compressor.bench.workload import Workload
 from compressor.devices import require_device
 from compressor.errors import BadInputError, GateFailedError
@@ -68,9 +69,11 @@ def _tokenizer(artifact: Artifact, fallback: Any) -> Any:
         return fallback
 
 
-def _check_loadable(artifact: Artifact, config: BenchConfig) -> None:
+def _check_loadable(artifact: Artifact, config: BenchConfig, tokenizer: Any) -> None:
     """Weights that will not load fail now, before any model has been timed."""
-    if artifact.format == PYTORCH:
+    if artifact.format == OPENVINO:
+        import_module("compressor.formats.openvino").check_benchable(artifact, config.device, tokenizer)
+    elif artifact.format == PYTORCH:
         if quantized_recipe(artifact) is None:  # quantized artifacts are rebuilt by their own loader
             check_weights(artifact.path, config.allow_pickle)
     elif artifact.format == ONNX:
@@ -130,7 +133,7 @@ def _plan(paths: list[str | Path], config: BenchConfig) -> tuple[list[Subject], 
     subjects += [Subject(n, "artifact", a, _tokenizer(a, base_tok)) for n, a in zip(names[1:], artifacts)]
     parents = _parents(subjects, base_tok)
     for subject in subjects + parents:
-        _check_loadable(subject.artifact, config)
+        _check_loadable(subject.artifact, config, subject.tokenizer)
 
     context = task.bench_workloads(config, subjects + parents)
     return subjects, parents, context
@@ -174,6 +177,8 @@ def _load(subject: Subject, config: BenchConfig) -> tuple[Any, dict[str, Any]]:
     if artifact.format == ONNX:
         runner = OnnxBench(artifact.onnx_file, device=config.device, threads=config.resolved_threads)
         return runner, onnx_weight_stats(artifact.onnx_file)
+    if artifact.format == OPENVINO:
+        return OpenVinoBench(artifact.ir_file, threads=config.resolved_threads), openvino_weight_stats(artifact.ir_file)
     raise BadInputError(f"{artifact.path}: unknown artifact format {artifact.format!r}")
 
 
@@ -257,8 +262,8 @@ def _measure(
     raw: dict[str, np.ndarray] = {}
     try:
         entry.update(weight_stats)
-        if artifact.format == ONNX:
-            entry["providers"] = runner.providers
+        if artifact.format in (ONNX, OPENVINO):  # the execution providers, or what OpenVINO compiled for
+            entry["providers" if artifact.format == ONNX else "openvino"] = runner.properties
         if full:
             progress.status(f"  scoring {subject.name} on {len(subject.workload.quality_batches)} batches")
             raw = task.bench_scores(runner, subject.workload)
@@ -344,6 +349,8 @@ def bench(artifacts: list[str | Path], config: BenchConfig) -> dict[str, Any]:
         if entry["format"] == ONNX:
             warnings += checks.provider_warnings(entry["name"], config.device, entry.get("providers", []),
                                                  entry.get("provider_coverage"))
+        if entry["format"] == OPENVINO:
+            warnings += checks.openvino_warnings(entry["name"], entry.get("openvino", {}), config.resolved_threads)
     results = [r for entry in entries[1:] for r in gates.evaluate(entry, config.gates, config.reference_batch)]
     warnings += checks.ci_warnings(results)
     report = {

@@ -231,3 +231,32 @@ def _broadcast_zp(zp: np.ndarray, weight: np.ndarray) -> np.ndarray:
             shape[axis] = length
             return zp.reshape(shape)
     return zp.reshape(-1)[:1]
+
+
+# --------------------------------------------------------------------------------------- OpenVINO
+
+
+def openvino_weight_stats(xml: Path) -> dict[str, Any]:
+    """Parameters of an OpenVINO IR: elements of its weight constants (float or low-precision, rank >= 1,
+    not integer shape/index constants, not quantization scales/zero points, which are rank-2 with a
+    dimension of 1 per row: counted only when larger than one element per output row); sparsity over
+    the float weight matrices (quantized ones are stored in integer form and counted as non-zero)."""
+    from compressor.formats import openvino as ovf
+
+    model = ovf.read_ir(xml)
+    parameters = elements = zeros = matrices = 0
+    for op in model.get_ops():
+        if op.get_type_name() != "Constant":
+            continue
+        kind = op.get_output_element_type(0).get_type_name()
+        shape = list(op.get_output_shape(0))
+        if kind in ("i64", "i32", "boolean") or not shape or int(np.prod(shape)) <= max(shape[0], 1):
+            continue  # shapes, indices, scalars, per-channel scales and zero points
+        size = int(np.prod(shape))
+        parameters += size
+        if len(shape) == 2 and kind in ("f32", "f16", "bf16"):
+            data = op.get_data()
+            matrices += 1
+            elements += size
+            zeros += int(np.sum(data == 0))
+    return _result(parameters, elements, zeros, matrices)

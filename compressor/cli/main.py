@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "compressor.cli.bench:command",
     "distill": "compressor.cli.distill:command",
     "export-onnx": "compressor.cli.export_onnx:command",
+    "export-openvino": "compressor.cli.export_openvino:command",
     "inspect": "compressor.cli.inspect:command",
     "quantize": "compressor.cli.quantize:command",
     "prune": "compressor.cli.prune:command",
@@ -76,7 +77,7 @@ def _quiet_libraries(verbose: bool) -> None:
         return
     warnings.filterwarnings("ignore")
     for name in ("transformers", "optimum", "onnxruntime", "torch", "torch.utils._pytree", "torchao",
-                 "neural_compressor", "accelerate"):
+                 "neural_compressor", "accelerate", "nncf"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import os
 

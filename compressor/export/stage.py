@@ -115,7 +115,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
         parity = task.compare(reference, candidate, batches)
         if export_task.endswith("-with-past"):  # the cache path too: greedy steps fed back
             prompt = batches[0]["input_ids"][:2, : max(1, min(16, max_length - 8))]  # room for 8 steps
-            parity["decode"] = task.compare_decoding(reference.model, candidate, prompt, steps=8)
+            parity["decode"] = task.compare_decoding(reference, candidate, prompt, steps=8)
         parity["atol"] = config.tolerance
         parity["inputs"] = config.parity_data.path if config.parity_data else "built-in sentences"
         report: dict[str, Any] = {

@@ -31,7 +31,7 @@ from typing import Any
 from compressor.errors import BadInputError
 
 # Stage kinds a recipe may use -> the CLI command that runs them.
-STAGE_COMMANDS = ("distill", "prune", "quantize", "export-onnx", "bench")
+STAGE_COMMANDS = ("distill", "prune", "quantize", "export-onnx", "export-openvino", "bench")
 _STAGE_KEYS = {"name", "run", "from", "with", "artifacts", "baseline"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

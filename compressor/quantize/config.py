@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from compressor.artifact import ONNX, PYTORCH
+from compressor.artifact import ONNX, OPENVINO, PYTORCH
 from compressor.data import DataSpec
 from compressor.devices import DEVICES
 from compressor.errors import BadInputError
@@ -30,6 +30,7 @@ class Method:
 _ORT = "compressor.quantize.onnx_ort:OnnxEngine"
 _TORCH_DYNAMIC = "compressor.quantize.torch_engine:DynamicEngine"
 _INC = "compressor.quantize.torch_inc:WeightOnlyEngine"
+_NNCF = "compressor.quantize.openvino_nncf:NncfEngine"
 
 # The method registry: (method name, format) -> Method. int8-dynamic exists for both formats.
 METHODS: dict[tuple[str, str], Method] = {
@@ -44,6 +45,10 @@ METHODS: dict[tuple[str, str], Method] = {
         Method("int4", PYTORCH, "neural-compressor", "INT4 weight-only (RTN, GPTQ or AWQ)", _INC),
         Method("int8", PYTORCH, "neural-compressor", "INT8 weight-only (RTN, GPTQ or AWQ)", _INC),
         Method("smoothquant", PYTORCH, "torch.ao", "SmoothQuant W8A8: smoothed INT8 Linear", _TORCH_DYNAMIC, True),
+        Method("int8-nncf", OPENVINO, "nncf", "INT8 weights and activations (nncf.quantize, transformer preset), "
+               "calibrated", _NNCF, True),
+        Method("int8-weight", OPENVINO, "nncf", "INT8 weight-only (nncf.compress_weights)", _NNCF),
+        Method("int4-weight", OPENVINO, "nncf", "INT4 weight-only, group-wise (nncf.compress_weights)", _NNCF),
     )
 }
 METHOD_NAMES = tuple(dict.fromkeys(name for name, _ in METHODS))
@@ -56,6 +61,14 @@ ALTERNATIVES: dict[tuple[str, str], str] = {
     ("int4", ONNX): "--method int4-weight (ONNX MatMulNBits)",
     ("int8", ONNX): "--method int8-dynamic or --method int8-static (ONNX INT8)",
     ("smoothquant", ONNX): "--method int8-static (ONNX W8A8, calibrated)",
+    ("int8-nncf", PYTORCH): "export-openvino first, then --method int8-nncf",
+    ("int8-nncf", ONNX): "export-openvino first, then --method int8-nncf",
+    ("int8-weight", PYTORCH): "--method int8 (PyTorch weight-only), or export-openvino first",
+    ("int8-weight", ONNX): "--method int8-dynamic (ONNX), or export-openvino first",
+    ("int8-static", OPENVINO): "--method int8-nncf (OpenVINO INT8, calibrated)",
+    ("int8-dynamic", OPENVINO): "--method int8-nncf (OpenVINO INT8, calibrated) or int8-weight",
+    ("int4", OPENVINO): "--method int4-weight (NNCF weight compression)",
+    ("int8", OPENVINO): "--method int8-weight (NNCF weight compression)",
 }
 
 ALGORITHMS = ("rtn", "gptq", "awq")
@@ -69,10 +82,11 @@ def method_for(name: str, fmt: str) -> Method:
     method = METHODS.get((name, fmt))
     if method is not None:
         return method
-    other = ONNX if fmt == PYTORCH else PYTORCH
+    others = [f for n, f in METHODS if n == name]
     hint = ALTERNATIVES.get((name, fmt), "")
     raise BadInputError(
-        f"--method {name}: applies to {other} artifacts, and SRC is a {fmt} artifact; use {hint}"
+        f"--method {name}: applies to {' and '.join(others)} artifacts, and SRC is a {fmt} artifact"
+        + (f"; use {hint}" if hint else "")
     )
 
 
@@ -121,7 +135,7 @@ class QuantizeConfig:
                     f"not {self.method}"
                 )
         if self.calib_data is None:
-            if self.method == "int8-static" or self.method == "smoothquant":
+            if any(m.needs_calibration for (n, _), m in METHODS.items() if n == self.method):
                 raise BadInputError(f"--method {self.method} needs calibration data: pass --calib-data FILE")
             if self.algorithm in ("gptq", "awq"):
                 raise BadInputError(f"--algorithm {self.algorithm} needs calibration data: pass --calib-data FILE")

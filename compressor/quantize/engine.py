@@ -24,6 +24,10 @@ class Engine(ABC):
     default_float: list[dict[str, str]] = []
 
     @classmethod
+    def check_source(cls, source: Any, tokenizer: Any, method: str) -> None:
+        """Exit-2 checks of ``source`` that need no data and no model in memory (run before any work)."""
+
+    @classmethod
     @abstractmethod
     def from_artifact(cls, source: Any, method: str, config: Any, workdir: Path, allow_pickle: bool) -> Engine:
         """An engine for ``source`` (an open artifact); ``workdir`` is scratch space it may use."""
@@ -54,6 +58,12 @@ class Engine(ABC):
 
     @abstractmethod
     def op_counts(self, candidate: Any, float_units: list[str]) -> dict[str, Any]: ...
+
+    def fit_budget(self, budget: Any, task: Any, batches: list[dict[str, Any]]) -> tuple[Any, list[str], dict] | None:
+        """An engine whose library meets an accuracy budget itself (NNCF's accuracy control) returns
+        (candidate, layers kept in float, what the report says of it); None: the stage's measured
+        per-layer fallback decides."""
+        return None
 
     @abstractmethod
     def save(self, candidate: Any, out_dir: Path) -> tuple[list[str], dict[str, Any] | None]:

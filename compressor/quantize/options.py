@@ -9,7 +9,8 @@ from compressor.quantize.config import ALGORITHMS, CALIB_METHODS, METHOD_NAMES, 
 
 OPTIONS = (
     Option("method", "choice", required=True, choices=METHOD_NAMES, noun="method",
-           help="ONNX: int8-dynamic, int8-static, int4-weight, fp16. PyTorch: int8-dynamic, int4, int8, smoothquant."),
+           help="ONNX: int8-dynamic, int8-static, int4-weight, fp16. PyTorch: int8-dynamic, int4, int8, smoothquant. "
+           "OpenVINO: int8-nncf, int8-weight, int4-weight."),
     Option("algorithm", "choice", choices=ALGORITHMS, noun="algorithm", help="PyTorch int4/int8 weight-only: rtn (default), gptq or awq."),
     Option("per-channel", "flag", True, negative="--per-tensor", help="INT8 weight scales per output channel."),
     Option("block-size", "int", 32, min=-1, max=1 << 16, aliases=("--group-size",),
@@ -17,7 +18,7 @@ OPTIONS = (
     Option("symmetric", "flag", True, negative="--asymmetric", help="Weight-only zero point."),
     Option("accuracy-level", "int", min=0, max=4, help="MatMulNBits compute precision: 0-4 (4 = int8 compute)."),
     Option("alpha", "float", 0.5, min=0, max=1, help="SmoothQuant migration strength (0..1)."),
-    Option("calib-data", path="data", help="Calibration data file (int8-static, smoothquant, gptq, awq)."),
+    Option("calib-data", path="data", help="Calibration data file (int8-static, int8-nncf, smoothquant, gptq, awq)."),
     Option("calib-samples", "int", 128, min=1, max=10**7, help="Rows (or LM blocks) to calibrate on."),
     Option("calib-method", "choice", "entropy", choices=CALIB_METHODS, noun="method",
            help="int8-static: entropy, minmax or percentile."),

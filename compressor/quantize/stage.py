@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ from compressor import progress
 from compressor.artifact import (
     _check_output_path,
     ONNX,
+    OPENVINO,
     PYTORCH,
-    WEIGHT_FILES,
     Artifact,
+    copy_support_files,
     StageTimer,
     open_artifact,
     staged_output,
@@ -34,7 +34,6 @@ from compressor import tasks
 from compressor.devices import require_device
 from compressor.errors import BadInputError, GateFailedError, RuntimeFailureError
 from compressor.loading import load_tokenizer
-from compressor.manifest import MANIFEST_NAME
 from compressor.quantize.config import Method, QuantizeConfig, method_for
 from compressor.quantize.engine import Engine, engine_class
 from compressor.quantize.sensitivity import BUDGET_OPTIONS, Budget, Unit, fall_back, float_reasons, measure
@@ -43,9 +42,6 @@ from compressor.scratch import scratch_space
 
 # Reloaded PyTorch artifacts rebuild the very same tensors, so outputs must match to float noise.
 RELOAD_ATOL = 1e-5
-
-# Files that are model weights or graphs (re-written by the stage, never copied from the source).
-_MODEL_SUFFIXES = {".onnx", ".onnx_data", ".data", ".safetensors", ".bin", ".pt", ".pth"}
 
 
 def _quantized_already(source: Artifact) -> str | None:
@@ -62,6 +58,12 @@ def _quantized_already(source: Artifact) -> str | None:
         found = quantized_op_types(source.onnx_file)
         if found:
             return f"its graph already holds {', '.join(sorted(found))}"
+    if source.format == OPENVINO:
+        from compressor.quantize.openvino_nncf import already_quantized
+
+        found = already_quantized(source.ir_file)
+        if found:
+            return f"its IR already holds {', '.join(sorted(found))}"
     return None
 
 
@@ -87,17 +89,6 @@ def _common_width(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, 
         padded.append({k: np.pad(v, ((0, 0), (0, extra)), constant_values=pad_id if k == "input_ids" else 0)
                        for k, v in batch.items() if k != "labels"})
     return padded
-
-
-def _copy_support_files(source: Path, out: Path) -> None:
-    """Config, tokenizer and generation files travel with the model; weights and the manifest do not."""
-    for item in source.iterdir():
-        if item.is_file() and item.name != MANIFEST_NAME and item.suffix not in _MODEL_SUFFIXES \
-                and item.name not in WEIGHT_FILES:
-            shutil.copyfile(item, out / item.name)
-        elif item.is_dir() and not item.name.startswith(".") and not any(
-                p.suffix in _MODEL_SUFFIXES or p.name in WEIGHT_FILES for p in item.rglob("*")):
-            shutil.copytree(item, out / item.name)  # sentence-transformers' 1_Pooling/, 2_Normalize/
 
 
 def _engine(source: Artifact, method: Method, config: QuantizeConfig, workdir: Path, allow_pickle: bool) -> Engine:
@@ -200,7 +191,7 @@ def _validate(source: Artifact, config: QuantizeConfig) -> tuple[Method, Task, B
     if source.format == PYTORCH and config.device != "cpu":
         raise BadInputError(f"--device {config.device}: PyTorch quantized layers (torch.ao INT8, neural-compressor "
                             "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")
-    if method.name == "int4-weight" and config.block_size == -1:
+    if method.name == "int4-weight" and method.format == ONNX and config.block_size == -1:
         raise BadInputError("--block-size -1: int4-weight (MatMulNBits) needs a block size, e.g. 32 or 128")
     task = tasks.get(source.task)
     if task.metric is None and config.eval_data is not None:
@@ -239,10 +230,15 @@ def _measure_quality(engine: Engine, candidate: Any, units: list[Unit], task: Ta
     """Quality before and after; over budget, layers go back to float. Fills ``report``."""
     metric, loss_key = task.metric, _loss_key(task)
     before = task.evaluate(engine.runner(None), eval_batches, desc="evaluating float")
+    fitted = engine.fit_budget(budget, task, eval_batches) if budget is not None else None
+    float_names: list[str] = []
+    if fitted is not None:  # the engine's library chose the float layers itself
+        candidate, float_names, decisions = fitted
+        fallback.update(decisions)
     after = task.evaluate(engine.runner(candidate), eval_batches, desc="evaluating quantized")
     loss = Budget(metric, 0.0).loss(before.metrics, after.metrics)
-    final_metrics, float_names = after.metrics, []
-    if budget is not None and not budget.within(loss):
+    final_metrics = after.metrics
+    if budget is not None and not budget.within(loss) and fitted is None:
         candidate, float_names, final_metrics, loss, decisions = _fall_back(
             engine, candidate, units, budget, before, (after.metrics, loss), task, eval_batches
         )
@@ -269,6 +265,7 @@ def quantize(
     method, task, budget = _validate(source, config)
     _check_output_path(Path(dst), [source.path], force)  # now, not after calibration and evaluation
     tokenizer = load_tokenizer(source.path)
+    engine_class(method.engine_class).check_source(source, tokenizer, method.name)
     max_length = source.family.clamp_length(source.config, config.max_length)
     calib_batches, eval_batches = _data(source, task, method, config, tokenizer, max_length)
 
@@ -323,7 +320,7 @@ def quantize(
 def _save(engine: Engine, candidate: Any, source: Artifact, out: Path, report: dict[str, Any], tokenizer: Any,
           max_length: int, size_before: int, method: str) -> None:
     files, recipe = engine.save(candidate, out)
-    _copy_support_files(source.path, out)
+    copy_support_files(source.path, out)
     size_after = dataclasses.replace(source, path=out).size_bytes()
     report.update(files=files, size_bytes=size_after, size_bytes_after=size_after,
                   compression_ratio=round(size_before / max(size_after, 1), 3))

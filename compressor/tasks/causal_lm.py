@@ -112,39 +112,20 @@ class CausalLM(Task):
             "perplexity_candidate": metrics.perplexity(np.concatenate(cand_nll)),
         }
 
-    def compare_decoding(self, model: Any, candidate: Any, prompts: np.ndarray, steps: int = 8) -> dict[str, Any]:
-        """Decoding with the KV cache in both runtimes: transformers' cache against the graph's ``present.*``
-        outputs fed back as ``past_key_values.*``. Both are given the reference's greedy token at each step
-        (so one early difference does not snowball); compared are the logits of every step."""
-        import torch
-
-        session = candidate.session
-        names = [o.name for o in session.get_outputs()]
+    def compare_decoding(self, reference: Any, candidate: Any, prompts: np.ndarray, steps: int = 8) -> dict[str, Any]:
+        """Decoding with the KV cache in both runtimes (runners' ``start``/``step``: transformers' cache,
+        an ONNX graph's ``present.*`` fed back, OpenVINO's state). Both are given the reference's greedy
+        token at each step (so one early difference does not snowball); compared are every step's logits."""
         batch, length = prompts.shape
-        device = next(model.parameters()).device
-        with torch.inference_mode():
-            out = model(input_ids=torch.from_numpy(prompts).to(device), use_cache=True)
-        onnx_out = dict(zip(names, session.run(None, candidate.feeds({"input_ids": prompts}))))
+        ref, cand = reference.start(prompts), candidate.start(prompts)
         max_diff, agree = 0.0, 0
         for step in range(steps + 1):
-            ref, cand = out.logits[:, -1].float().cpu().numpy(), onnx_out["logits"][:, -1].astype(np.float32)
             max_diff = max(max_diff, float(np.abs(ref - cand).max()))
             agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
             if step == steps:
                 break
             token = ref.argmax(-1)[:, None].astype(np.int64)
-            with torch.inference_mode():
-                out = model(input_ids=torch.from_numpy(token).to(device), past_key_values=out.past_key_values,
-                            use_cache=True)
-            feeds = {"input_ids": token}
-            if "attention_mask" in candidate.inputs:
-                feeds["attention_mask"] = np.ones((batch, length + step + 1), dtype=np.int64)
-            if "position_ids" in candidate.inputs:
-                feeds["position_ids"] = np.full((batch, 1), length + step, dtype=np.int64)
-            for name in candidate.inputs:
-                if name.startswith("past_key_values"):
-                    feeds[name] = onnx_out["present" + name[len("past_key_values"):]]
-            onnx_out = dict(zip(names, session.run(None, feeds)))
+            ref, cand = reference.step(token), candidate.step(token)
         return {"steps": steps, "rows": batch, "prompt_length": length, "max_abs_diff": max_diff,
                 "next_token_agreement": agree / (batch * (steps + 1))}
 

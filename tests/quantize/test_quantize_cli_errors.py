@@ -103,7 +103,7 @@ def test_onnx_only_method_on_a_pytorch_artifact_names_the_one_that_applies(run_c
                                                                            tmp_path, method, applies):
     out = tmp_path / "out"
     result = run_cli("quantize", tiny_bert_dir, "-o", out, "--method", method, "--calib-data", sst_file)
-    assert_refused(result, out, f"--method {method}: applies to onnx artifacts", applies)
+    assert_refused(result, out, f"--method {method}: applies to onnx", applies)
 
 
 @pytest.mark.parametrize(
