@@ -166,7 +166,22 @@ def _precision(artifact: Artifact) -> str:
         return origin[2]
     if any(r.stage == "export-onnx" and r.config.get("fp16") for r in artifact.stages):
         return "fp16"
+    if artifact.format == ONNX:
+        return _graph_precision(artifact.onnx_file)
     return "float"
+
+
+def _graph_precision(path: Path) -> str:
+    """What the graph's ops say, for an ONNX model quantized by another tool (no quantize record in its
+    lineage, e.g. a peer's export): "int4 (graph)" for MatMulNBits, "int8 (graph)" for integer/QDQ ops."""
+    import onnx
+
+    from compressor.quantize.onnx_ort import QUANTIZED_OPS
+
+    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+    if "MatMulNBits" in ops:
+        return "int4 (graph)"
+    return "int8 (graph)" if ops & QUANTIZED_OPS else "float"
 
 
 def _load(subject: Subject, config: BenchConfig) -> tuple[Any, dict[str, Any]]:

@@ -357,3 +357,25 @@ def test_bad_truncated_weights_fail_before_any_timing(run_cli, tiny_bert_dir, be
     err = _bad(run_cli, tmp_path, bert_copy, "--baseline", tiny_bert_dir, "--data", sst_file)
     assert f"{weights}: corrupt or truncated safetensors file" in err
     assert "timing" not in err  # nothing was measured first
+
+
+def test_precision_of_a_graph_quantized_by_another_tool_is_read_from_its_ops(bert_onnx, tmp_path):
+    """A peer's INT8 graph has no quantize record in any lineage: bench must not call it float."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compressor.bench.stage import _graph_precision
+
+    assert _graph_precision(bert_onnx / "model.onnx") == "float"
+
+    def graph_with(op: str, domain: str = "") -> Path:
+        node = helper.make_node(op, ["a", "b"], ["c"], domain=domain)
+        value = helper.make_tensor_value_info
+        graph = helper.make_graph([node], "g", [value("a", TensorProto.UINT8, [1, 4]), value("b", TensorProto.UINT8, [4, 4])],
+                                  [value("c", TensorProto.INT32, [1, 4])])
+        path = tmp_path / f"{op}.onnx"
+        onnx.save(helper.make_model(graph), str(path))
+        return path
+
+    assert _graph_precision(graph_with("MatMulInteger")) == "int8 (graph)"
+    assert _graph_precision(graph_with("MatMulNBits", "com.microsoft")) == "int4 (graph)"
