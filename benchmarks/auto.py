@@ -120,8 +120,8 @@ def main() -> None:
     code = None
     if not args.measure_only:
         code = search(args, run_dir)
-        if code not in (0,):
-            print(f"compress auto exited {code}; measuring what it left", file=sys.stderr)
+        if code not in (0, 1):
+            raise SystemExit(f"compress auto failed with exit {code}")
     state = json.loads((run_dir / "auto.json").read_text())
     result = state.get("result") or {}
     if not (run_dir / "winner").is_dir():
