@@ -6,7 +6,8 @@ Targets (batch 1, 2 threads): the winner within 1.0 point of the teacher on the 
 lower p50 than the teacher, >= 4x lower than the optimum INT8 peer, >= 10x smaller than the teacher.
 Writes benchmarks/results/auto.json and prints the table.
 
-    python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--measure-only]
+    python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--student DIR]
+                              [--recover-steps 0,40] [--measure-only]
 
 The search runs at `nice -n 5`; the final bench holds `flock /tmp/compress-cpu.lock`. An existing run
 directory is resumed (`--resume`) unless --measure-only, which only measures its winner again.
@@ -43,6 +44,10 @@ def search(args: argparse.Namespace, run_dir: Path) -> int:
            "--max-accuracy-drop", "1.0", "--objective", "latency", "--time-budget", args.time_budget,
            "--distill-steps", args.distill_steps, "--max-length", "64", "--batch-size", "32", "--threads", "2",
            "-o", str(run_dir)]
+    for student in args.student:
+        cmd += ["--student", student]
+    if args.recover_steps:
+        cmd += ["--recover-steps", args.recover_steps]
     if (run_dir / "auto.json").exists():
         cmd.append("--resume")
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
@@ -113,6 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-budget", default="60m")
     parser.add_argument("--distill-steps", default="1000,2000,3000")
+    parser.add_argument("--student", action="append", default=[],
+                        help="An existing student searched besides new distillations (compress auto --student).")
+    parser.add_argument("--recover-steps", default=None, help="compress auto --recover-steps (e.g. 0,40).")
     parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
     run_dir = WORK / "run"
@@ -146,7 +154,8 @@ def main() -> None:
     out = {
         "benchmark": "compress auto on SST-2 (MiniLM-L6 teacher), issue 13",
         "search": {"time_budget": args.time_budget, "time_budgets_s": [i.get("time_budget_s") for i in invocations],
-                   "distill_steps": args.distill_steps, "budget": "--max-accuracy-drop 1.0 (dev)",
+                   "distill_steps": args.distill_steps, "students": args.student,
+                   "recover_steps": args.recover_steps, "budget": "--max-accuracy-drop 1.0 (dev)",
                    "objective": "latency", "exit_code": code, "trials": result.get("trials"),
                    "space": state.get("space")},
         "measured_on": "SST-2 labelled test split (1,821), batch 1 and 8, 2 threads, one compress bench run under the CPU lock",

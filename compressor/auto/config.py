@@ -88,6 +88,8 @@ class AutoConfig:
     distill_steps: tuple[int, ...] = (500, 1000, 2000)
     backends: tuple[str, ...] | None = None  # None: every registered backend this install supports
     vocab: str = "auto"  # auto: search vocabulary trimming where `prune --method vocab` exists
+    students: tuple[str, ...] = ()  # existing students of the teacher, searched besides distilling new ones
+    recover_steps: tuple[int, ...] | None = None  # recovery lengths after pruning (None: distill steps / 4)
     # Fixed training and measuring settings.
     batch_size: int = 32
     max_length: int = 128

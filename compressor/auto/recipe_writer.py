@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 
-def recipe_text(name: str, teacher: str, stages: list[dict[str, Any]], *, seed: int, header: str = "") -> str:
+def recipe_text(name: str, inputs: dict[str, str], stages: list[dict[str, Any]], *, seed: int, header: str = "") -> str:
     import yaml
 
-    body = {"name": name, "seed": seed, "inputs": {"teacher": teacher}, "stages": stages}
+    body = {"name": name, "seed": seed, "inputs": inputs, "stages": stages}
     text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=120)
     lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return lines + text

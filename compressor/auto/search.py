@@ -28,7 +28,7 @@ from typing import Any
 from compressor import progress, stages
 from compressor.auto import pareto, recipe_writer
 from compressor.auto.config import AutoConfig, format_duration
-from compressor.auto.space import Context, Point, Space, build_space, content_named, sample, stages_for, warm_start
+from compressor.auto.space import Context, Point, Space, build_space, content_named, recipe_inputs, sample, stages_for, warm_start
 from compressor.errors import BadInputError, CompressError, GateFailedError
 
 STATE_FILE = "auto.json"
@@ -109,6 +109,12 @@ def check_inputs(config: AutoConfig) -> Inputs:
                                 f"{state.get('config', {}).get('objective')}")
     elif run_dir.is_dir() and any(run_dir.iterdir()):
         raise BadInputError(f"-o {run_dir}: already exists; pass --resume to continue its search, or choose another")
+    for path in config.students:
+        student = open_artifact(path)
+        if student.task != teacher.task or type(student.family) is not type(teacher.family) or \
+                student.format != teacher.format:
+            raise BadInputError(f"--student {path}: a {student.format} {student.task} model; the teacher "
+                                f"{config.teacher} is a {teacher.format} {teacher.task} model of another family or task")
     layers = teacher.family.layer_count(teacher.config)
     space = build_space(config, layers)
     context = Context(teacher=str(Path(config.teacher).resolve()), data=str(Path(config.data).resolve()),
@@ -153,10 +159,10 @@ class _Search:
         trials_dir = self.run_dir / "trials"
         trials_dir.mkdir(exist_ok=True)
         stage_list = content_named(self.trial_stages(point))
-        final = stage_list[-1]["name"]
-        distill_key = stage_list[0]["name"]
+        final = stage_list[-1]["name"] if stage_list else "student"  # else: the given student as it is
+        distill_key = stage_list[0]["name"] if stage_list and stage_list[0]["run"] == "distill" else None
         trial.set_user_attr("distill_key", distill_key)
-        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+        earlier = [] if distill_key is None else [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
                    if t.user_attrs.get("distill_key") == distill_key and t.user_attrs.get("pruned_in") == "distill"]
         if earlier:  # the same seeded distillation would be stopped at the same point again
             reason = f"the same distillation as trial {earlier[0].number}, which was stopped early"
@@ -167,7 +173,8 @@ class _Search:
                            "name": f"bench-trial-{trial.number}"})
         recipe_path = trials_dir / f"{trial.number:04d}.yaml"
         recipe_writer.write(recipe_path, recipe_writer.recipe_text(
-            f"auto-trial-{trial.number}", self.inputs.context.teacher, stage_list, seed=self.config.seed))
+            f"auto-trial-{trial.number}", recipe_inputs(point, self.inputs.context.teacher), stage_list,
+            seed=self.config.seed))
         # Every trial runs in the same directory, resumed: a stage another trial already ran with the
         # same source and options (content_named) is skipped, its output reused.
         out = self.run_dir / "stages"
@@ -175,9 +182,13 @@ class _Search:
 
         def on_eval(step: int, value: float) -> None:
             trial.report(sign * value, step)
-            if time.monotonic() > self.deadline - self.reserve:
+            # Projected end of this distillation at the pace so far: a trial that cannot finish in time
+            # stops now rather than at the deadline.
+            finish = started + (time.monotonic() - started) * point.distill_steps / max(step, 1)
+            if finish > self.deadline - self.reserve:
                 trial.set_user_attr("pruned_in", "time")
-                raise optuna.TrialPruned(f"out of search time at distillation step {step}")
+                raise optuna.TrialPruned(f"distillation would not finish in the search time (step {step} of "
+                                         f"{point.distill_steps} after {time.monotonic() - started:.0f}s)")
             if trial.should_prune():
                 trial.set_user_attr("pruned_in", "distill")
                 raise optuna.TrialPruned(f"dev {self.task.metric} {value:.4g} at step {step}: behind the other trials")
@@ -198,9 +209,10 @@ class _Search:
             progress.status(f"[trial {trial.number}] failed: {message}")
             trial.set_user_attr("reason", message)
             raise
-        return self._record(trial, report, out, final, time.monotonic() - started)
+        artifact = out / final if stage_list else Path(point.student or "")
+        return self._record(trial, report, artifact, time.monotonic() - started)
 
-    def _record(self, trial: Any, report: dict[str, Any], out: Path, final: str, seconds: float) -> float:
+    def _record(self, trial: Any, report: dict[str, Any], artifact: Path, seconds: float) -> float:
         from compressor.bench import gates
 
         bench = next(s["report"] for s in report["stages"] if s.get("run") == "bench")
@@ -217,7 +229,7 @@ class _Search:
             "teacher_quality": (baseline.get("quality") or {}).get(metric), "p50_ms": p50,
             "size_mb": entry.get("size_mb"), "samples_per_s": throughput,
             "teacher_p50_ms": ((baseline.get("latency") or {}).get("1") or {}).get("p50_ms"),
-            "artifact": str(out / final), "seconds": round(seconds, 1),
+            "artifact": str(artifact), "seconds": round(seconds, 1),
         }
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -364,14 +376,14 @@ def _finish(search: _Search, study: Any, winner: dict[str, Any]) -> dict[str, An
 
     final_data = str(Path(config.test_data).resolve()) if config.test_data else inputs.context.eval_data
     stage_list = search.trial_stages(point)
-    final = stage_list[-1]["name"]
+    final = stage_list[-1]["name"] if stage_list else "student"
     stage_list.append(search.bench(final, final_data, memory=True))
     header = (f"Written by `compress auto` ({run_dir}): trial {winner['trial']}, {point.describe()}.\n"
               f"Reproduce the winner and gate it in CI: compress run recipe.yaml --out runs/auto-winner\n"
               f"Its bench compares with the teacher on {'--test-data' if config.test_data else '--eval-data'} "
               f"and fails (exit 1) beyond {config.budget.flag} {config.budget.value:g}.")
     recipe_path = recipe_writer.write(run_dir / "recipe.yaml", recipe_writer.recipe_text(
-        "auto-winner", inputs.context.teacher, stage_list, seed=config.seed, header=header))
+        "auto-winner", recipe_inputs(point, inputs.context.teacher), stage_list, seed=config.seed, header=header))
     run_recipe(load_recipe(recipe_path), run_dir / ".recipe-check", dry_run=True)  # exit 2 if it does not validate
 
     progress.status(f"measuring the winner against the teacher on {final_data} (the CI baseline)")

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from pathlib import Path
+
 from compressor.errors import BadInputError
 
 NONE = "none"  # "no quantization": keep the backend's float model
@@ -114,11 +116,13 @@ class Space:
     prune_heads: tuple[float, ...] = (0.0, 0.25, 0.5)
     prune_ffn: tuple[float, ...] = (0.0, 0.3, 0.5)
     prune_layers: tuple[float, ...] = (0.0, 0.34)
+    students: tuple[str, ...] = ()  # existing students (--student) offered besides distilling a new one
+    recover_steps: tuple[int, ...] | None = None  # after pruning; None: a quarter of the distillation
 
     @property
     def eval_steps(self) -> int:
         """Distillation evaluates on dev this often: the pruner's first rung is the shortest run's half."""
-        return max(1, min(self.distill_steps) // 2)
+        return max(1, min(self.distill_steps, default=2) // 2)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,8 +142,13 @@ def build_space(config: Any, teacher_layers: int) -> Space:
     if config.vocab == "on" and not can_trim:
         raise BadInputError("--vocab on: this install has no `prune --method vocab` yet; use --vocab auto or off")
     vocab = {"on": (True,), "off": (False,), "auto": (False, True) if can_trim else (False,)}[config.vocab]
-    return Space(student_layers=tuple(layers), distill_steps=tuple(config.distill_steps),
-                 backends=available_backends(config.backends), vocab=vocab)
+    steps = tuple(n for n in config.distill_steps if n > 0)  # 0: no new distillation, only --student
+    if not steps and not config.students:
+        raise BadInputError("--distill-steps 0: no new distillation needs an existing --student to search from")
+    return Space(student_layers=tuple(layers), distill_steps=steps,
+                 backends=available_backends(config.backends), vocab=vocab,
+                 students=tuple(str(Path(s).resolve()) for s in config.students),
+                 recover_steps=config.recover_steps)
 
 
 @dataclass(frozen=True)
@@ -156,18 +165,26 @@ class Point:
     vocab: bool
     backend: str
     quantize: str
+    student: str | None = None  # an existing student (None: distil a new one)
+    recover_steps: int | None = None  # None: a quarter of the distillation steps
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         prune = self.prune_method()
-        parts = [f"{self.student_layers}L", f"{self.distill_steps} steps"]
-        if self.alpha_hidden or self.alpha_attn:
-            parts.append(f"hidden {self.alpha_hidden:g}/attn {self.alpha_attn:g}")
-        parts.append(f"prune {prune}" if prune else "no prune")
+        if self.student:
+            parts = [f"student {Path(self.student).name}"]
+        else:
+            parts = [f"{self.student_layers}L", f"{self.distill_steps} steps"]
+            if self.alpha_hidden or self.alpha_attn:
+                parts.append(f"hidden {self.alpha_hidden:g}/attn {self.alpha_attn:g}")
+        parts.append(f"prune {prune} (+{self.recovery()} recovery steps)" if prune else "no prune")
         if self.vocab:
             parts.append("vocab")
         parts.append(f"{self.backend} {self.quantize}")
         return ", ".join(parts)
+
+    def recovery(self) -> int:
+        return self.recover_steps if self.recover_steps is not None else self.distill_steps // 4
 
     def prune_method(self) -> str | None:
         amounts = [("heads", self.prune_heads), ("ffn", self.prune_ffn), ("layers", self.prune_layers)]
@@ -177,18 +194,26 @@ class Point:
 
 def sample(trial: Any, space: Space) -> Point:
     """Draw a point with optuna's define-by-run API (conditional dimensions get their own names)."""
-    layers = trial.suggest_categorical("student_layers", list(space.student_layers))
+    sources = (["distill"] if space.distill_steps else []) + list(space.students)
+    source = trial.suggest_categorical("student", sources) if space.students else "distill"
+    given = source != "distill"
+    layers = 0 if given else trial.suggest_categorical("student_layers", list(space.student_layers))
     backend = trial.suggest_categorical("backend", list(space.backends))
     methods = [NONE, *BACKENDS[backend].methods]
+    recover = (trial.suggest_categorical("recover_steps", list(space.recover_steps)) if space.recover_steps
+               else None)
     return Point(
         student_layers=layers,
-        distill_steps=trial.suggest_categorical("distill_steps", list(space.distill_steps)),
-        alpha_hidden=trial.suggest_categorical("alpha_hidden", list(space.alpha_hidden)),
-        alpha_attn=trial.suggest_categorical("alpha_attn", list(space.alpha_attn)),
+        distill_steps=0 if given else trial.suggest_categorical("distill_steps", list(space.distill_steps)),
+        alpha_hidden=0.0 if given else trial.suggest_categorical("alpha_hidden", list(space.alpha_hidden)),
+        alpha_attn=0.0 if given else trial.suggest_categorical("alpha_attn", list(space.alpha_attn)),
+        student=source if given else None,
+        recover_steps=recover,
         prune_heads=trial.suggest_categorical("prune_heads", list(space.prune_heads)),
         prune_ffn=trial.suggest_categorical("prune_ffn", list(space.prune_ffn)),
         # Removing a layer of a one- or two-layer student is what a smaller depth already explores.
-        prune_layers=trial.suggest_categorical("prune_layers", list(space.prune_layers)) if layers >= 3 else 0.0,
+        prune_layers=(trial.suggest_categorical("prune_layers", list(space.prune_layers))
+                      if layers >= 3 and not given else 0.0),
         vocab=trial.suggest_categorical("vocab", list(space.vocab)),
         backend=backend,
         quantize=trial.suggest_categorical(f"quantize_{backend}", methods),
@@ -201,7 +226,7 @@ def warm_start(space: Space) -> dict[str, Any]:
     search starts from a point likely within budget and spends the rest looking for a faster one."""
     layers = max(space.student_layers)
     backend = "onnx" if "onnx" in space.backends else space.backends[0]
-    steps = max(space.distill_steps)
+    steps = max(space.distill_steps, default=0)
     params: dict[str, Any] = {
         "student_layers": layers, "backend": backend, "distill_steps": steps,
         "alpha_hidden": 0.0, "alpha_attn": 0.0,
@@ -210,14 +235,24 @@ def warm_start(space: Space) -> dict[str, Any]:
         "vocab": True in space.vocab,
         f"quantize_{backend}": "int8-dynamic" if "int8-dynamic" in BACKENDS[backend].methods else NONE,
     }
-    if layers >= 3:
+    if space.recover_steps:
+        params["recover_steps"] = max(space.recover_steps)
+    if space.students:  # a student the user already has is the likeliest point within budget
+        params["student"] = space.students[0]
+        for key in ("student_layers", "distill_steps", "alpha_hidden", "alpha_attn"):
+            params.pop(key)
+    elif layers >= 3:
         params["prune_layers"] = 0.0
     return params
 
 
 def stages_for(point: Point, ctx: Context, eval_steps: int) -> list[dict[str, Any]]:
     """The recipe stages (``name``, ``run``, ``from``, ``with``) that build ``point``'s artifact."""
-    stages: list[dict[str, Any]] = [{
+    if point.student:  # an existing student: a recipe input, no distillation
+        stages: list[dict[str, Any]] = []
+        last = "student"
+        return _after_student(point, ctx, stages, last)
+    stages = [{
         "name": "student", "run": "distill", "from": "teacher",
         "with": {"data": ctx.data, "eval-data": ctx.eval_data, "student-layers": point.student_layers,
                  "max-steps": point.distill_steps, "batch-size": ctx.batch_size, "lr": ctx.lr,
@@ -225,14 +260,16 @@ def stages_for(point: Point, ctx: Context, eval_steps: int) -> list[dict[str, An
                  **({"alpha-hidden": point.alpha_hidden} if point.alpha_hidden else {}),
                  **({"alpha-attn": point.alpha_attn} if point.alpha_attn else {})},
     }]
-    last = "student"
+    return _after_student(point, ctx, stages, "student")
+
+
+def _after_student(point: Point, ctx: Context, stages: list[dict[str, Any]], last: str) -> list[dict[str, Any]]:
     method = point.prune_method()
     if method:
         stages.append({"name": "pruned", "run": "prune", "from": last, "with": {
             "method": method, "data": ctx.data, "calibration-samples": 256, "max-length": ctx.max_length,
-            "recover-from": ctx.teacher, "recover-data": ctx.data,
-            "recover-steps": max(1, point.distill_steps // 4), "recover-lr": 2e-5,
-            "recover-batch-size": ctx.batch_size}})
+            **({"recover-from": ctx.teacher, "recover-data": ctx.data, "recover-steps": point.recovery(),
+                "recover-lr": 2e-5, "recover-batch-size": ctx.batch_size} if point.recovery() else {})}})
         last = "pruned"
     if point.vocab:
         stages.append({"name": "vocab", "run": "prune", "from": last,
@@ -248,6 +285,10 @@ def stages_for(point: Point, ctx: Context, eval_steps: int) -> list[dict[str, An
                        "with": {"method": point.quantize, **backend.method_options(point.quantize, ctx)}})
         last = "quantized"
     return stages
+
+
+def recipe_inputs(point: Point, teacher: str) -> dict[str, str]:
+    return {"teacher": teacher, **({"student": point.student} if point.student else {})}
 
 
 def content_named(stage_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -43,7 +43,12 @@ def _summary(report: dict) -> list[str]:
 @click.option("--trials", type=int, default=None, help="Stop after N trials in this invocation.")
 @click.option("--student-layers", default=None, metavar="N,N,...", help="Student depths searched (default: a third to half of the teacher's).")
 @click.option("--distill-steps", default="500,1000,2000", show_default=True, metavar="N,N,...",
-              help="Distillation lengths searched (optimizer steps).")
+              help="Distillation lengths searched (optimizer steps); 0 alone: only the given --student(s).")
+@click.option("--student", "students", multiple=True, metavar="DIR",
+              help="An existing student of TEACHER, searched besides distilling new ones (repeatable); its trials "
+                   "start at pruning.")
+@click.option("--recover-steps", default=None, metavar="N,N,...",
+              help="Recovery lengths after pruning searched, 0 for none (default: a quarter of the distillation).")
 @click.option("--backends", default=None, metavar="NAME,...", help="Runtimes searched (default: every one available: pytorch, onnx).")
 @click.option("--vocab", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Vocabulary trimming (prune --method vocab): searched (auto, where available), always, or never.")
@@ -81,7 +86,9 @@ def command(ctx: click.Context, teacher: str, as_json: bool, **values) -> dict:
         teacher=teacher, budget=Budget(option.replace("-", "_"), value),
         time_budget_s=parse_duration(values.pop("time_budget")),
         student_layers=int_list(values.pop("student_layers"), "--student-layers"),
-        distill_steps=int_list(values.pop("distill_steps"), "--distill-steps"),
+        distill_steps=int_list(values.pop("distill_steps"), "--distill-steps", low=0),
+        recover_steps=int_list(values.pop("recover_steps"), "--recover-steps", low=0),
+        students=tuple(values.pop("students")),
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None,
         **values,
     )
