@@ -80,6 +80,14 @@ def test_recipe_validates_and_reproduces_the_winner(searched, run_cli, tmp_path)
 
             a, b = load_file(str(out / "winner" / name)), load_file(str(rebuilt / name))
             assert all((a[k] == b[k]).all() for k in a)
+        else:  # the ONNX graph: same initializers
+            import onnx
+            from onnx import numpy_helper
+
+            a, b = onnx.load(str(out / "winner" / name)), onnx.load(str(rebuilt / name))
+            wa = {t.name: numpy_helper.to_array(t) for t in a.graph.initializer}
+            wb = {t.name: numpy_helper.to_array(t) for t in b.graph.initializer}
+            assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
 
 
 def test_resume_continues_the_study(searched, run_cli, tiny_bert_dir, split, tmp_path):
@@ -136,6 +144,15 @@ def test_test_data_of_another_task(run_cli, tiny_bert_dir, split, corpus_file, t
     line = _bad(run_cli, out, tiny_bert_dir, "--data", train, "--eval-data", dev, "--test-data", corpus_file,
                 "--max-accuracy-drop", "1")
     assert "--test-data" in line and "text-classification" in line
+    assert not out.exists()
+
+
+def test_no_distillation_without_a_student(run_cli, tiny_bert_dir, split, tmp_path):
+    train, dev, _ = split
+    out = tmp_path / "run"
+    line = _bad(run_cli, out, tiny_bert_dir, "--data", train, "--eval-data", dev, "--max-accuracy-drop", "1",
+                "--distill-steps", "0")
+    assert "--distill-steps 0" in line and "--student" in line
     assert not out.exists()
 
 
