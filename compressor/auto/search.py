@@ -28,7 +28,8 @@ from typing import Any
 from compressor import progress, stages
 from compressor.auto import pareto, recipe_writer
 from compressor.auto.config import AutoConfig, format_duration
-from compressor.auto.space import Context, Point, Space, build_space, content_named, recipe_inputs, sample, stages_for, warm_start
+from compressor.auto.space import (Context, Point, Space, back_off, build_space, content_named, recipe_inputs, sample,
+                                  stages_for, warm_start)
 from compressor.errors import BadInputError, CompressError, GateFailedError
 
 STATE_FILE = "auto.json"
@@ -242,6 +243,18 @@ class _Search:
                         f"({verdict}), p50 {p50:.3g} ms, {attrs['size_mb']:.3g} MB, {seconds:.0f}s")
         return float(value)
 
+    def back_off_when_over_budget(self, study: Any, trial: Any = None) -> None:
+        """While no trial is within budget, try the first trial's point without pruning next: the
+        search backs off towards quality before exploring further (enqueued once)."""
+        import optuna
+
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not complete or any(t.user_attrs.get("cost", 1e9) <= self.config.budget.value for t in complete):
+            return
+        params = back_off(self.inputs.space)
+        if params is not None:
+            study.enqueue_trial(params, skip_if_exists=True)
+
     # -- stopping ----------------------------------------------------------------------------------
     def stop_when_out_of_time(self, study: Any, trial: Any) -> None:
         import optuna
@@ -326,7 +339,9 @@ def run_auto(config: AutoConfig) -> dict[str, Any]:
         trial.set_user_attr("budget", config.budget.value)
         return search.objective(trial)
 
-    study.optimize(objective, n_trials=config.trials, callbacks=[search.stop_when_out_of_time],
+    search.back_off_when_over_budget(study)
+    study.optimize(objective, n_trials=config.trials,
+                   callbacks=[search.back_off_when_over_budget, search.stop_when_out_of_time],
                    catch=(Exception,), gc_after_trial=True)
     rows = _rows(study, config.budget.value)
     feasible = [r for r in rows if r["feasible"] and r["objective_value"] is not None

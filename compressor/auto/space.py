@@ -246,6 +246,18 @@ def warm_start(space: Space) -> dict[str, Any]:
     return params
 
 
+def back_off(space: Space) -> dict[str, Any] | None:
+    """The first trial's point with no pruning (and no vocabulary trim): the safe side of it."""
+    params = warm_start(space)
+    if 0.0 not in space.prune_heads or 0.0 not in space.prune_ffn:
+        return None
+    params.update(prune_heads=0.0, prune_ffn=0.0, vocab=False if False in space.vocab else params["vocab"])
+    params.pop("prune_layers", None)
+    if "prune_layers" in warm_start(space):
+        params["prune_layers"] = 0.0
+    return params
+
+
 def stages_for(point: Point, ctx: Context, eval_steps: int) -> list[dict[str, Any]]:
     """The recipe stages (``name``, ``run``, ``from``, ``with``) that build ``point``'s artifact."""
     if point.student:  # an existing student: a recipe input, no distillation
