@@ -405,6 +405,7 @@ def _finish(search: _Search, study: Any, winner: dict[str, Any]) -> dict[str, An
     bench = stages.get("bench")
     given = {"baseline": inputs.context.teacher, "data": final_data, "batch-sizes": f"1,{config.throughput_batch}",
              "min-seconds": max(config.bench_seconds, 0.0), "report-dir": str(run_dir / "baseline"),
+             "max-samples": 10**7,  # every row of the held-out data, not bench's default 1,000
              config.budget.gate: config.budget.value, **({"threads": config.threads} if config.threads else {})}
     _, bench_config = bench.parse(given, "compress auto baseline")
     try:

@@ -13,7 +13,7 @@ import factories
 
 # Small enough for a tiny model: two short distillation lengths, fast timing.
 FAST = ("--distill-steps", "2,4", "--batch-size", "16", "--max-length", "32", "--bench-seconds", "0",
-        "--threads", "1", "--time-budget", "5m")
+        "--threads", "1", "--time-budget", "30m")  # --trials ends the search; a loaded machine must not stop it
 
 
 @pytest.fixture(scope="module")
