@@ -104,13 +104,13 @@ def verdict(winner: dict) -> list[dict]:
     return rows
 
 
-# Why a target can be missed, filled in after the measured run (see the report's notes).
+# Why a target can be missed in general; results/auto.json states the measured run's own reasons.
 REASONS = {
     "test_accuracy_drop_points": "the search selects on dev (872 sentences, +-1.3 points at 95%); the test split can disagree",
     "speedup_vs_teacher": "batch-1 latency of the fastest model within the dev budget; a 2-core shared machine",
     "speedup_vs_optimum_int8": "the peer is a 6-layer ONNX INT8 model; the winner's depth/width is what the budget allowed",
-    "size_ratio": "the 30,522-token embedding table dominates a small student; needs `prune --method vocab` "
-                  "(branch vocab), not yet in this branch, so the search could not trim it",
+    "size_ratio": "the 30,522-token embedding table dominates a small student; the search trims it only where "
+                  "`prune --method vocab` exists",
 }
 
 
