@@ -21,108 +21,19 @@ import os
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from compressor import progress, stages
 from compressor.auto import pareto, recipe_writer
 from compressor.auto.config import AutoConfig, format_duration
-from compressor.auto.space import (Context, Point, Space, back_off, build_space, content_named, recipe_inputs, sample,
-                                  stages_for, warm_start)
-from compressor.errors import BadInputError, CompressError, GateFailedError
+from compressor.auto.inputs import STATE_FILE, Inputs, check_inputs
+from compressor.auto.space import Point, back_off, content_named, recipe_inputs, sample, stages_for, warm_start
+from compressor.errors import CompressError, GateFailedError
 
-STATE_FILE = "auto.json"
 STUDY_FILE = "study.db"
 STUDY_NAME = "compress-auto"
-
-
-@dataclass
-class Inputs:
-    """What the checks found: the teacher, its task and identity, and the search space."""
-
-    teacher: Any  # compressor.artifact.Artifact
-    task: Any  # compressor.tasks.Task
-    teacher_hash: str
-    space: Space
-    context: Context
-    run_dir: Path
-
-
-def budget_options() -> dict[str, list[str]]:
-    """Budget option -> the tasks that own it (``Task.budget_option``)."""
-    from compressor import tasks
-
-    owners: dict[str, list[str]] = {}
-    for name in tasks.names():
-        option = tasks.get(name).budget_option
-        if option:
-            owners.setdefault(option, []).append(name)
-    return owners
-
-
-def check_inputs(config: AutoConfig) -> Inputs:
-    """Every check that can fail on the inputs, before anything is written (exit 2)."""
-    from compressor import tasks
-    from compressor.artifact import open_artifact
-    from compressor.data import DataSpec
-    from compressor.data.tables import check_data_path
-
-    teacher = open_artifact(config.teacher)
-    task = tasks.get(teacher.task)
-    if task.budget_option is None:
-        raise BadInputError(f"{config.teacher}: a {task.name} model has no quality metric to budget; compress auto "
-                            "needs one")
-    if config.budget.option != task.budget_option:
-        own = "--" + task.budget_option.replace("_", "-")
-        raise BadInputError(f"{config.budget.flag}: {config.teacher} is a {task.name} model, whose budget is {own}")
-    label2id = teacher.config.get("label2id")
-    for flag, path in (("--data", config.data), ("--eval-data", config.eval_data), ("--test-data", config.test_data)):
-        if path is None:
-            continue
-        try:
-            check_data_path(path)
-        except BadInputError as exc:
-            raise BadInputError(f"{flag} {exc.message}") from exc
-        try:
-            task.check_data(flag, DataSpec(path=path), label2id=label2id)
-        except BadInputError as exc:
-            message = exc.message if exc.message.startswith(flag) else f"{flag} {path}: {exc.message}"
-            raise BadInputError(f"{message} (the teacher is a {task.name} model)") from exc
-    run_dir = Path(config.output)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise BadInputError(f"-o {run_dir}: exists and is not a directory")
-    state_file = run_dir / STATE_FILE
-    teacher_hash = teacher.content_hash()
-    if config.resume:
-        if not state_file.is_file():
-            raise BadInputError(f"--resume: {run_dir} holds no compress auto run ({STATE_FILE} missing)")
-        try:
-            state = json.loads(state_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"--resume: {state_file}: not valid JSON ({exc})") from exc
-        recorded = state.get("teacher") or {}
-        if recorded.get("hash") != teacher_hash:
-            raise BadInputError(f"--resume: {run_dir} was searched for teacher {recorded.get('path')} (content "
-                                f"{str(recorded.get('hash'))[:12]}), not {config.teacher} ({teacher_hash[:12]})")
-        if state.get("config", {}).get("objective") != config.objective:
-            raise BadInputError(f"--resume --objective {config.objective}: {run_dir} was searched for "
-                                f"{state.get('config', {}).get('objective')}")
-    elif run_dir.is_dir() and any(run_dir.iterdir()):
-        raise BadInputError(f"-o {run_dir}: already exists; pass --resume to continue its search, or choose another")
-    for path in config.students:
-        student = open_artifact(path)
-        if student.task != teacher.task or type(student.family) is not type(teacher.family) or \
-                student.format != teacher.format:
-            raise BadInputError(f"--student {path}: a {student.format} {student.task} model; the teacher "
-                                f"{config.teacher} is a {teacher.format} {teacher.task} model of another family or task")
-    layers = teacher.family.layer_count(teacher.config)
-    space = build_space(config, layers)
-    context = Context(teacher=str(Path(config.teacher).resolve()), data=str(Path(config.data).resolve()),
-                      eval_data=str(Path(config.eval_data).resolve()), teacher_layers=layers,
-                      max_length=config.max_length, batch_size=config.batch_size, lr=config.lr, seed=config.seed)
-    return Inputs(teacher=teacher, task=task, teacher_hash=teacher_hash, space=space, context=context,
-                  run_dir=run_dir)
 
 
 class _Search:
