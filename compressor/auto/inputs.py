@@ -43,6 +43,9 @@ def check_inputs(config: AutoConfig) -> Inputs:
         own = "--" + task.budget_option.replace("_", "-")
         raise BadInputError(f"{config.budget.flag}: {config.teacher} is a {task.name} model, whose budget is {own}")
     label2id = teacher.config.get("label2id")
+    from compressor.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(teacher.path)
     for flag, path in (("--data", config.data), ("--eval-data", config.eval_data), ("--test-data", config.test_data)):
         if path is None:
             continue
@@ -51,7 +54,11 @@ def check_inputs(config: AutoConfig) -> Inputs:
         except BadInputError as exc:
             raise BadInputError(f"{flag} {exc.message}") from exc
         try:
-            task.check_data(flag, DataSpec(path=path), label2id=label2id)
+            if flag == "--data":
+                task.check_data(flag, DataSpec(path=path), label2id=label2id)
+            else:  # scored data: a few rows must make batches the teacher's task can score (labels and all)
+                task.batches(flag, tokenizer, DataSpec(path=path), label2id=label2id, samples=8,
+                             max_length=config.max_length, batch_size=8, require_labels=True)
         except BadInputError as exc:
             message = exc.message if exc.message.startswith(flag) else f"{flag} {path}: {exc.message}"
             raise BadInputError(f"{message} (the teacher is a {task.name} model)") from exc
