@@ -44,13 +44,14 @@ class StageDef:
         return values, config
 
     def invoke(self, inputs: list[str], output: str | Path | None, config: Any, *, force: bool = False,
-               allow_pickle: bool = False) -> dict[str, Any]:
-        """Run the stage; returns its report."""
+               allow_pickle: bool = False, **hooks: Any) -> dict[str, Any]:
+        """Run the stage; returns its report. ``hooks`` are the stage function's observer keywords
+        (distill's ``on_eval``), passed through unchanged."""
         module, _, attr = self.function.partition(":")
         function = getattr(import_module(module), attr)
         if self.takes == "artifacts":
-            return function(list(inputs), config)
-        return function(inputs[0], output, config, force=force, allow_pickle=allow_pickle)
+            return function(list(inputs), config, **hooks)
+        return function(inputs[0], output, config, force=force, allow_pickle=allow_pickle, **hooks)
 
 
 STAGES: dict[str, StageDef] = {

@@ -29,6 +29,7 @@ COMMANDS = {
     "quantize": "compressor.cli.quantize:command",
     "prune": "compressor.cli.prune:command",
     "run": "compressor.cli.run:command",
+    "auto": "compressor.cli.auto:command",
 }
 
 

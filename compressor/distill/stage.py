@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from compressor import dtypes, finite, progress
 from compressor.artifact import PYTORCH, Artifact, StageTimer, _check_output_path, open_artifact, staged_output, write_manifest
@@ -94,8 +94,11 @@ def _remove_checkpoints(directory: Path) -> None:
 
 
 def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, force: bool = False,
-            allow_pickle: bool = False) -> dict[str, Any]:
-    """Distil ``teacher`` into a smaller student written to ``dst``; returns the stage report."""
+            allow_pickle: bool = False, on_eval: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Distil ``teacher`` into a smaller student written to ``dst``; returns the stage report.
+
+    ``on_eval(step, metric)`` is called after each evaluation on ``eval_data`` (``compress auto`` reports
+    it to its pruner; an exception it raises stops the run before anything is written)."""
     source = open_artifact(teacher)
     _check_teacher(source)
     require_device(config.device)
@@ -146,6 +149,7 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
         accelerator, task=task, config=config, teacher=teacher_model, student=student,
         layer_map=plan.layer_map, teacher_width=hidden_width(source.config), student_width=plan.width,
         train=train, eval_rows=eval_rows, checkpoint_dir=checkpoints, fingerprint=fingerprint, relations=relations,
+        on_eval=on_eval,
     )
     metric = task.metric
     teacher_metric = None

@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -87,8 +87,12 @@ class Distiller:
     def __init__(self, accelerator: Any, *, task: Task, config: DistillConfig, teacher: nn.Module, student: nn.Module,
                  layer_map: tuple[int, ...], teacher_width: int, student_width: int, train: Rows, eval_rows: Rows | None,
                  checkpoint_dir: Path, fingerprint: dict[str, Any],
-                 relations: tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]] = ((), ())) -> None:
+                 relations: tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]] = ((), ()),
+                 on_eval: Callable[[int, float], None] | None = None) -> None:
         self.acc = accelerator
+        # Told (step, metric) after each evaluation; a search uses it to stop an unpromising run early
+        # (it may raise, ending training with nothing written).
+        self.on_eval = on_eval
         self.task = task
         self.config = config
         self.layer_map = layer_map
@@ -213,6 +217,8 @@ class Distiller:
         if self.task.better(value, state.best_metric):
             state.best_metric, state.best_step = value, state.step
             self.best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+        if self.on_eval is not None:
+            self.on_eval(state.step, value)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self) -> None:

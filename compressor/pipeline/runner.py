@@ -158,8 +158,12 @@ def run_recipe(
     *,
     resume: bool = False,
     dry_run: bool = False,
+    hooks: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run (or with ``dry_run`` only plan) the recipe; returns the run report.
+
+    ``hooks`` maps a stage kind to observer keywords its function takes (``{"distill": {"on_eval": f}}``:
+    ``compress auto`` watches each trial's distillation this way); they never change what is computed.
 
     Raises the failing stage's error; a failed bench gate raises ``GateFailedError`` carrying the
     whole run report, after every stage has run.
@@ -180,11 +184,11 @@ def run_recipe(
     # Created only now that every stage has been checked; a stage that fails at run time leaves its
     # failure recorded in run.json (and no output of its own).
     run_dir.mkdir(parents=True, exist_ok=True)
-    return _run_steps(recipe, run_dir, steps, state, resume)
+    return _run_steps(recipe, run_dir, steps, state, resume, hooks or {})
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, steps: list[PlannedStage], state: dict[str, Any],
-               resume: bool) -> dict[str, Any]:
+               resume: bool, hooks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     state.update({"recipe": str(recipe.path.resolve()), "name": recipe.name})
     report: dict[str, Any] = {"recipe": str(recipe.path), "run_dir": str(run_dir), "stages": []}
     gate_failure: GateFailedError | None = None
@@ -203,7 +207,8 @@ def _run_steps(recipe: Recipe, run_dir: Path, steps: list[PlannedStage], state: 
                         else [str(step.inputs[step.stage.source])])
         try:
             stage_report = definition.invoke(stage_inputs, step.output, step.config, force=True,
-                                             allow_pickle=step.values.get("allow_pickle", False))
+                                             allow_pickle=step.values.get("allow_pickle", False),
+                                             **hooks.get(step.stage.run, {}))
         except GateFailedError as exc:
             stage_report, gate_failure = exc.report, exc
         except CompressError as exc:

@@ -1,0 +1,131 @@
+"""Typed configuration of ``compress auto``; everything judged from the values alone is judged here.
+
+Checks that need the teacher (which budget its task owns, whether the data suits it) happen in
+``search.check_inputs`` before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from compressor.errors import BadInputError
+
+OBJECTIVES = ("latency", "size", "throughput")
+VOCAB_MODES = ("auto", "on", "off")
+# One trial (the shortest distillation, export, quantization, a dev bench) plus the final measurement
+# of the winner cannot fit in less: a smaller budget would end with no trial at all.
+MIN_TIME_BUDGET_S = 60.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """``90s``, ``60m``, ``1.5h`` or plain seconds -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise BadInputError(f"{flag} {text!r}: expected a duration such as 90s, 60m or 1.5h")
+    seconds = float(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None]
+    if not math.isfinite(seconds):
+        raise BadInputError(f"{flag} {text!r}: must be finite")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def int_list(text: str | None, flag: str, low: int = 1) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(sorted({int(part) for part in str(text).strip("[]() ").split(",") if part.strip()}))
+    except ValueError:
+        raise BadInputError(f"{flag} {text!r}: expected comma-separated integers such as 500,1000") from None
+    if not values:
+        raise BadInputError(f"{flag} {text!r}: give at least one value")
+    if values[0] < low:
+        raise BadInputError(f"{flag} {text!r}: values must be >= {low}")
+    return values
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The quality budget: a task's ``budget_option`` (``max_accuracy_drop``) and its value."""
+
+    option: str
+    value: float
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.option.replace("_", "-")
+
+    @property
+    def gate(self) -> str:  # the same name as bench's gate
+        return self.option.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    teacher: str
+    data: str
+    eval_data: str
+    output: str
+    budget: Budget
+    objective: str = "latency"
+    time_budget_s: float = 3600.0
+    test_data: str | None = None
+    resume: bool = False
+    trials: int | None = None  # stop after this many trials in this invocation (None: the time budget decides)
+    # The search space's ranges (None: derived from the teacher).
+    student_layers: tuple[int, ...] | None = None
+    distill_steps: tuple[int, ...] = (500, 1000, 2000)
+    backends: tuple[str, ...] | None = None  # None: every registered backend this install supports
+    vocab: str = "auto"  # auto: search vocabulary trimming where `prune --method vocab` exists
+    students: tuple[str, ...] = ()  # existing students of the teacher, searched besides distilling new ones
+    recover_steps: tuple[int, ...] | None = None  # recovery lengths after pruning (None: distill steps / 4)
+    # Fixed training and measuring settings.
+    batch_size: int = 32
+    max_length: int = 128
+    lr: float = 1e-4
+    threads: int | None = None
+    bench_seconds: float = 1.0  # minimum timing per batch size in each trial's bench
+    throughput_batch: int = 8
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise BadInputError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if self.vocab not in VOCAB_MODES:
+            raise BadInputError(f"--vocab {self.vocab!r}: choose one of {', '.join(VOCAB_MODES)}")
+        if not math.isfinite(self.budget.value) or self.budget.value < 0:
+            raise BadInputError(f"{self.budget.flag} {self.budget.value:g}: must be a finite number >= 0")
+        if self.time_budget_s < MIN_TIME_BUDGET_S:
+            raise BadInputError(
+                f"--time-budget {format_duration(self.time_budget_s)}: below the minimum of "
+                f"{format_duration(MIN_TIME_BUDGET_S)} (one trial: distill, export, quantize, bench; then the "
+                "winner's final measurement)")
+        if self.trials is not None and self.trials < 1:
+            raise BadInputError(f"--trials {self.trials}: must be at least 1")
+        for name, value, low in (("--batch-size", self.batch_size, 1), ("--max-length", self.max_length, 8),
+                                 ("--throughput-batch", self.throughput_batch, 2)):
+            if value < low:
+                raise BadInputError(f"{name} {value}: must be at least {low}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise BadInputError(f"--lr {self.lr:g}: must be a finite number > 0")
+        if self.threads is not None and self.threads < 1:
+            raise BadInputError(f"--threads {self.threads}: must be at least 1")
+        if not (0 <= self.bench_seconds <= 3600):
+            raise BadInputError(f"--bench-seconds {self.bench_seconds:g}: expected a value in [0, 3600]")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["budget"] = {"option": self.budget.option, "value": self.budget.value}
+        return data
