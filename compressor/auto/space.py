@@ -6,8 +6,8 @@ the winner's recipe reproduces it.
 
 Runtimes are a registry (``BACKENDS``): a backend names the stage that converts a PyTorch checkpoint
 into its format (None: stay PyTorch) and the quantize methods for that format. A backend whose
-stage or methods this install lacks is left out of the space, so the OpenVINO backend (a new
-``export-openvino`` stage and an ``int8-nncf`` method) is one more entry below once they exist.
+stage, methods or extra this install lacks is left out of the space (the OpenVINO backend needs
+``pip install "compress[openvino]"``).
 """
 
 from __future__ import annotations
@@ -31,12 +31,17 @@ class Backend:
     # Extra options of the export stage / of a quantize method, from the trial's context.
     export_options: Callable[["Context"], dict[str, Any]] = lambda ctx: {}
     method_options: Callable[[str, "Context"], dict[str, Any]] = lambda method, ctx: {}
+    requires: tuple[str, ...] = ()  # modules of an optional extra (openvino, nncf)
 
     def available(self) -> bool:
+        from importlib.util import find_spec
+
         from compressor import stages
         from compressor.quantize.config import METHODS
 
         if self.export_stage is not None and self.export_stage not in stages.STAGES:
+            return False
+        if any(find_spec(module) is None for module in self.requires):
             return False
         return all((method, self.format) in METHODS for method in self.methods)
 
@@ -46,7 +51,13 @@ def _parity(ctx: "Context") -> dict[str, Any]:
         if ctx.accepts("export-onnx", "max-length") else {"parity-data": ctx.eval_data, "parity-samples": 256}
 
 
+def _parity_openvino(ctx: "Context") -> dict[str, Any]:
+    return {"parity-data": ctx.eval_data, "parity-samples": 256}
+
+
 def _calibrated(method: str, ctx: "Context") -> dict[str, Any]:
+    if method == "int8-nncf":
+        return {"calib-data": ctx.data, "calib-samples": 128}
     if method in ("int8-static", "smoothquant"):
         return {"calib-data": ctx.data, "calib-samples": 128, "max-length": ctx.max_length}
     return {}
@@ -57,7 +68,8 @@ BACKENDS: dict[str, Backend] = {
     for backend in (
         Backend("pytorch", "pytorch", None, ("int8-dynamic",)),
         Backend("onnx", "onnx", "export-onnx", ("int8-dynamic", "int8-static"), _parity, _calibrated),
-        # Backend("openvino", "openvino", "export-openvino", ("int8-nncf",), ..., ...): one line once it lands.
+        Backend("openvino", "openvino", "export-openvino", ("int8-nncf",), _parity_openvino, _calibrated,
+                requires=("openvino", "nncf")),
     )
 }
 

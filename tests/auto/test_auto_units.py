@@ -26,9 +26,15 @@ def test_bad_duration_names_the_flag():
         parse_duration("soon")
 
 
-def test_a_backend_whose_stage_is_missing_is_left_out():
+def test_a_backend_whose_stage_method_or_extra_is_missing_is_left_out():
+    from importlib.util import find_spec
+
     assert BACKENDS["onnx"].available() and BACKENDS["pytorch"].available()
-    assert not Backend("openvino", "openvino", "export-openvino", ("int8-nncf",)).available()
+    assert not Backend("tflite", "tflite", "export-tflite", ("int8-dynamic",)).available()  # no such stage
+    assert not Backend("onnx", "onnx", "export-onnx", ("int3-magic",)).available()  # no such method
+    assert not Backend("onnx", "onnx", "export-onnx", ("int8-dynamic",), requires=("no_such_extra_xyz",)).available()
+    installed = find_spec("openvino") is not None and find_spec("nncf") is not None
+    assert BACKENDS["openvino"].available() == installed
 
 
 def _point(**kw):
