@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from compressor.artifact import Artifact
+from compressor.artifact import ONNX, Artifact
 from compressor.bench.gates import GateResult
 
 REQUESTED_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -172,3 +172,29 @@ def machine_busy_warning(busy: float, cpus: int, threads: int) -> dict[str, str]
         "latencies are inflated and comparisons between models are unreliable; bench on an idle machine "
         "or lower --threads",
     )
+
+
+def precision(artifact: Artifact) -> str:
+    """The precision a bench entry reports: the quantize record's method, fp16 from the export, else what
+    an ONNX graph's ops say."""
+    origin = quantized_from(artifact)
+    if origin:
+        return origin[2]
+    if any(r.stage == "export-onnx" and r.config.get("fp16") for r in artifact.stages):
+        return "fp16"
+    if artifact.format == ONNX:
+        return graph_precision(artifact.onnx_file)
+    return "float"
+
+
+def graph_precision(path: Path) -> str:
+    """What the graph's ops say, for an ONNX model quantized by another tool (no quantize record in its
+    lineage, e.g. a peer's export): "int4 (graph)" for MatMulNBits, "int8 (graph)" for integer/QDQ ops."""
+    import onnx
+
+    from compressor.quantize.onnx_ort import QUANTIZED_OPS
+
+    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+    if "MatMulNBits" in ops:
+        return "int4 (graph)"
+    return "int8 (graph)" if ops & QUANTIZED_OPS else "float"

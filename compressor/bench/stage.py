@@ -160,30 +160,6 @@ def _parents(subjects: list[Subject], fallback_tokenizer: Any) -> list[Subject]:
 # ----------------------------------------------------------------------------------- measurement
 
 
-def _precision(artifact: Artifact) -> str:
-    origin = checks.quantized_from(artifact)
-    if origin:
-        return origin[2]
-    if any(r.stage == "export-onnx" and r.config.get("fp16") for r in artifact.stages):
-        return "fp16"
-    if artifact.format == ONNX:
-        return _graph_precision(artifact.onnx_file)
-    return "float"
-
-
-def _graph_precision(path: Path) -> str:
-    """What the graph's ops say, for an ONNX model quantized by another tool (no quantize record in its
-    lineage, e.g. a peer's export): "int4 (graph)" for MatMulNBits, "int8 (graph)" for integer/QDQ ops."""
-    import onnx
-
-    from compressor.quantize.onnx_ort import QUANTIZED_OPS
-
-    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
-    if "MatMulNBits" in ops:
-        return "int4 (graph)"
-    return "int8 (graph)" if ops & QUANTIZED_OPS else "float"
-
-
 def _load(subject: Subject, config: BenchConfig) -> tuple[Any, dict[str, Any]]:
     artifact = subject.artifact
     if artifact.format == PYTORCH:
@@ -266,10 +242,10 @@ def _measure(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One model's entry and raw scores; ``full=False`` (float parents) times the reference batch only."""
     artifact = subject.artifact
-    progress.status(f"benching {subject.name} ({artifact.format}, {_precision(artifact)})")
+    progress.status(f"benching {subject.name} ({artifact.format}, {checks.precision(artifact)})")
     entry: dict[str, Any] = {
         "name": subject.name, "path": str(artifact.path), "role": subject.role, "format": artifact.format,
-        "family": artifact.family.name, "task": artifact.task, "precision": _precision(artifact),
+        "family": artifact.family.name, "task": artifact.task, "precision": checks.precision(artifact),
         "lineage": [r.stage for r in artifact.stages],
         "size_bytes": artifact.size_bytes(), "size_mb": artifact.size_bytes() / 1e6,
     }

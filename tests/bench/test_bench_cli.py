@@ -364,9 +364,9 @@ def test_precision_of_a_graph_quantized_by_another_tool_is_read_from_its_ops(ber
     import onnx
     from onnx import TensorProto, helper
 
-    from compressor.bench.stage import _graph_precision
+    from compressor.bench.checks import graph_precision
 
-    assert _graph_precision(bert_onnx / "model.onnx") == "float"
+    assert graph_precision(bert_onnx / "model.onnx") == "float"
 
     def graph_with(op: str, domain: str = "") -> Path:
         node = helper.make_node(op, ["a", "b"], ["c"], domain=domain)
@@ -377,5 +377,5 @@ def test_precision_of_a_graph_quantized_by_another_tool_is_read_from_its_ops(ber
         onnx.save(helper.make_model(graph), str(path))
         return path
 
-    assert _graph_precision(graph_with("MatMulInteger")) == "int8 (graph)"
-    assert _graph_precision(graph_with("MatMulNBits", "com.microsoft")) == "int4 (graph)"
+    assert graph_precision(graph_with("MatMulInteger")) == "int8 (graph)"
+    assert graph_precision(graph_with("MatMulNBits", "com.microsoft")) == "int4 (graph)"
