@@ -217,6 +217,9 @@ def main() -> None:
     path.write_text(json.dumps(results, indent=1) + "\n")
     for name, part in results.items():
         print(f"\n{name}")
+        if "rows" not in part:  # a part not measured: its status says why
+            print(part.get("status", "not measured"))
+            continue
         keys = list(part["rows"][0])
         print(" | ".join(keys))
         for row in part["rows"]:
