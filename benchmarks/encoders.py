@@ -36,7 +36,7 @@ WORK = ROOT / "benchmarks" / "work" / "encoders"
 RESULTS = ROOT / "benchmarks" / "results"
 COMPRESS = [sys.executable, "-m", "compressor.cli", "-q"]
 LOCK = "/tmp/compress-cpu.lock"
-OPTIMUM_CLI = str(Path(sys.executable).parent / "optimum-cli")  # the venv's, whether or not it is on PATH
+OPTIMUM_CLI = [sys.executable, "-m", "optimum.commands.optimum_cli"]  # this interpreter's, on PATH or not
 
 EMBED_TEACHER = ASSETS / "teachers" / "minilm-l6-embed"
 NER_TEACHER = ASSETS / "teachers" / "minilm-l6-conll03"
@@ -103,9 +103,9 @@ def optimum_peers() -> dict[str, Path]:
     arch = cpu_arch()
     fp32, int8 = WORK / "optimum-fp32", WORK / "optimum-int8"
     if not (fp32 / "model.onnx").exists():
-        sh([OPTIMUM_CLI, "export", "onnx", "--model", NER_TEACHER, "--task", "token-classification", fp32], check=True)
+        sh([*OPTIMUM_CLI, "export", "onnx", "--model", NER_TEACHER, "--task", "token-classification", fp32], check=True)
     if not any(int8.glob("*.onnx")):
-        sh([OPTIMUM_CLI, "onnxruntime", "quantize", "--onnx_model", fp32, f"--{arch}", "-o", int8], check=True)
+        sh([*OPTIMUM_CLI, "onnxruntime", "quantize", "--onnx_model", fp32, f"--{arch}", "-o", int8], check=True)
     return {"optimum-fp32-onnx": fp32, f"optimum-int8-{arch}": int8}
 
 

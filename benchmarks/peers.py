@@ -74,11 +74,11 @@ def peer_onnx() -> tuple[Path, Path, str]:
     """The optimum peer path on the SST-2 teacher: export, then dynamic INT8 for this CPU."""
     fp32, int8 = WORK / "optimum-fp32", WORK / "optimum-int8"
     if not (fp32 / "model.onnx").exists():
-        sh(["optimum-cli", "export", "onnx", "--model", BERT_TEACHER, "--task", "text-classification", fp32], check=True)
+        sh([sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", BERT_TEACHER, "--task", "text-classification", fp32], check=True)
     flags = (Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else "").split()
     arch = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
     if not any(int8.glob("*.onnx")):
-        sh(["optimum-cli", "onnxruntime", "quantize", "--onnx_model", fp32, f"--{arch}", "-o", int8], check=True)
+        sh([sys.executable, "-m", "optimum.commands.optimum_cli", "onnxruntime", "quantize", "--onnx_model", fp32, f"--{arch}", "-o", int8], check=True)
     return fp32, int8, arch
 
 

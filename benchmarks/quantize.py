@@ -106,7 +106,7 @@ def peer(src: Path, arch: str):
     def make(out: Path) -> None:
         tmp = out.parent / (out.name + ".peer-tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        done = subprocess.run(["optimum-cli", "onnxruntime", "quantize", "--onnx_model", str(src), f"--{arch}",
+        done = subprocess.run([sys.executable, "-m", "optimum.commands.optimum_cli", "onnxruntime", "quantize", "--onnx_model", str(src), f"--{arch}",
                                "-o", str(tmp)], capture_output=True, text=True, cwd=WORK, check=False)
         if done.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
