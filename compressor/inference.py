@@ -16,6 +16,22 @@ from typing import Any
 import numpy as np
 
 
+
+def graph_feeds(inputs: Any, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The batch's arrays a graph takes, plus the standard inputs it expects and the batch lacks: an
+    all-ones attention mask, zero token types, positions counted along the mask (ONNX and OpenVINO
+    graphs name their inputs alike)."""
+    feeds = {k: v for k, v in batch.items() if k in inputs}
+    input_ids = batch["input_ids"]
+    if "attention_mask" in inputs and "attention_mask" not in feeds:
+        feeds["attention_mask"] = np.ones_like(input_ids)
+    if "token_type_ids" in inputs and "token_type_ids" not in feeds:
+        feeds["token_type_ids"] = np.zeros_like(input_ids)
+    if "position_ids" in inputs and "position_ids" not in feeds:
+        mask = feeds.get("attention_mask", np.ones_like(input_ids))
+        feeds["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+    return feeds
+
 class TorchRunner:
     def __init__(self, model: Any, device: str = "cpu", task: Any = None) -> None:
         import torch
@@ -94,15 +110,8 @@ class OnnxRunner:
         self.output = self.session.get_outputs()[0].name  # logits, or last_hidden_state
 
     def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {k: v for k, v in batch.items() if k in self.inputs}
+        feeds = graph_feeds(self.inputs, batch)
         input_ids = batch["input_ids"]
-        if "attention_mask" in self.inputs and "attention_mask" not in feeds:
-            feeds["attention_mask"] = np.ones_like(input_ids)
-        if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        if "position_ids" in self.inputs and "position_ids" not in feeds:
-            mask = feeds.get("attention_mask", np.ones_like(input_ids))
-            feeds["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
         for name, meta in self.inputs.items():
             if name.startswith("past_key_values"):
                 heads, head_dim = meta.shape[1], meta.shape[3]
@@ -162,15 +171,8 @@ class OpenVinoRunner:
         return compiled_properties(self.compiled)
 
     def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {k: v for k, v in batch.items() if k in self.inputs}
+        feeds = graph_feeds(self.inputs, batch)
         input_ids = batch["input_ids"]
-        if "attention_mask" in self.inputs and "attention_mask" not in feeds:
-            feeds["attention_mask"] = np.ones_like(input_ids)
-        if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        if "position_ids" in self.inputs and "position_ids" not in feeds:
-            mask = feeds.get("attention_mask", np.ones_like(input_ids))
-            feeds["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
         if "beam_idx" in self.inputs:
             feeds["beam_idx"] = np.arange(input_ids.shape[0], dtype=np.int32)
         return feeds

@@ -20,6 +20,19 @@ from compressor.loading import load_model, load_tokenizer
 from compressor.scratch import scratch_space
 
 
+def require_parity(parity: dict[str, Any], tolerance: float, output_name: str, dst: Path,
+                   report: dict[str, Any]) -> None:
+    """Exit 3 (nothing written) when the converted model's outputs, or its decode steps, differ from
+    the source's by more than ``tolerance``."""
+    worst = max(parity["max_abs_diff"], parity.get("decode", {}).get("max_abs_diff", 0.0))
+    if worst > tolerance:
+        raise RuntimeFailureError(
+            f"parity check failed: max |{output_name} diff| {worst:.3g} exceeds --atol "
+            f"{tolerance:g} on {parity['inputs']}; nothing written to {dst}",
+            report=report,
+        )
+
+
 def _optimize(onnx_dir: Path, config: ExportConfig, fuse_as: str | None = None) -> None:
     """Rewrite ``onnx_dir/model.onnx`` in place with onnxruntime's transformer fusions."""
     from optimum.onnxruntime import ORTOptimizer
@@ -127,13 +140,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
             "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
             "parity": parity,
         }
-        worst = max(parity["max_abs_diff"], parity.get("decode", {}).get("max_abs_diff", 0.0))
-        if worst > config.tolerance:
-            raise RuntimeFailureError(
-                f"parity check failed: max |{task.output_name} diff| {worst:.3g} exceeds --atol "
-                f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
-                report=report,
-            )
+        require_parity(parity, config.tolerance, task.output_name, dst, report)
         write_manifest(
             out,
             source=source,

@@ -30,7 +30,8 @@ from compressor.artifact import (
     staged_output,
     write_manifest,
 )
-from compressor.errors import BadInputError, RuntimeFailureError
+from compressor.errors import BadInputError
+from compressor.export.stage import require_parity
 from compressor.export_openvino.config import OpenVinoExportConfig
 from compressor.formats import openvino as ovf
 from compressor.inference import OnnxRunner, OpenVinoRunner, TorchRunner
@@ -112,13 +113,7 @@ def export_openvino(src: str | Path, dst: str | Path, config: OpenVinoExportConf
             "versions": {"openvino": ovf.require("export-openvino").get_version()},
         }
         del candidate
-        worst = max(parity["max_abs_diff"], parity.get("decode", {}).get("max_abs_diff", 0.0))
-        if worst > config.tolerance:
-            raise RuntimeFailureError(
-                f"parity check failed: max |{task.output_name} diff| {worst:.3g} exceeds --atol "
-                f"{config.tolerance:g} on {parity['inputs']}; nothing written to {dst}",
-                report=report,
-            )
+        require_parity(parity, config.tolerance, task.output_name, dst, report)
         write_manifest(out, source=source, source_hash=source_hash, stage="export-openvino",
                        config=config.to_dict(), report=report, timer=timer, fmt=OPENVINO)
     return report
