@@ -242,10 +242,11 @@ def _measure(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One model's entry and raw scores; ``full=False`` (float parents) times the reference batch only."""
     artifact = subject.artifact
-    progress.status(f"benching {subject.name} ({artifact.format}, {checks.precision(artifact)})")
+    precision = checks.precision(artifact)  # may read the ONNX graph: once
+    progress.status(f"benching {subject.name} ({artifact.format}, {precision})")
     entry: dict[str, Any] = {
         "name": subject.name, "path": str(artifact.path), "role": subject.role, "format": artifact.format,
-        "family": artifact.family.name, "task": artifact.task, "precision": checks.precision(artifact),
+        "family": artifact.family.name, "task": artifact.task, "precision": precision,
         "lineage": [r.stage for r in artifact.stages],
         "size_bytes": artifact.size_bytes(), "size_mb": artifact.size_bytes() / 1e6,
     }

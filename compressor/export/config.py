@@ -19,6 +19,15 @@ OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3")
 DEFAULT_ATOL = {"fp32": 1e-3, "fp32-O3": 5e-2, "fp16": 1e-1}
 
 
+
+def check_parity_options(atol: float | None, parity_samples: int) -> None:
+    """The parity settings every exporter shares, checked for the Python API (the CLI's option ranges
+    catch them earlier)."""
+    if atol is not None and not atol > 0:
+        raise BadInputError(f"--atol {atol}: must be a positive number")
+    if parity_samples < 1:
+        raise BadInputError(f"--parity-samples {parity_samples}: must be at least 1")
+
 @dataclass(frozen=True)
 class ExportConfig:
     opset: int | None = None
@@ -42,10 +51,7 @@ class ExportConfig:
                 "--fp16 with --device cpu: onnxruntime's CPU provider cannot run these fp16 graphs; "
                 "use --device cuda or drop --fp16"
             )
-        if self.atol is not None and not self.atol > 0:
-            raise BadInputError(f"--atol {self.atol}: must be a positive number")
-        if self.parity_samples < 1:
-            raise BadInputError(f"--parity-samples {self.parity_samples}: must be at least 1")
+        check_parity_options(self.atol, self.parity_samples)
 
     @property
     def tolerance(self) -> float:

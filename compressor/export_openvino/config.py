@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from compressor.data import DataSpec
-from compressor.errors import BadInputError
+from compressor.export.config import check_parity_options
 
 # Max |logit diff| allowed between the source (PyTorch or onnxruntime) and OpenVINO's CPU plugin at f32
 # (graphs differ by fusion and summation order); fp16-stored weights move logits further.
@@ -23,10 +23,7 @@ class OpenVinoExportConfig:
     opset: int | None = None  # of the intermediate ONNX graph of a PyTorch source (optimum's choice)
 
     def __post_init__(self) -> None:
-        if self.atol is not None and not self.atol > 0:
-            raise BadInputError(f"--atol {self.atol}: must be a positive number")
-        if self.parity_samples < 1:
-            raise BadInputError(f"--parity-samples {self.parity_samples}: must be at least 1")
+        check_parity_options(self.atol, self.parity_samples)
 
     @property
     def tolerance(self) -> float:
