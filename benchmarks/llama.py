@@ -4,10 +4,13 @@
     python benchmarks/llama.py --only student   # half-depth student (layers 0,3,5): held-out perplexity, wall time
     python benchmarks/llama.py --only prune     # Minitron-style width pruning + recovery: perplexity, MACs, tok/s
     python benchmarks/llama.py --only quant     # ONNX int4 MatMulNBits vs int8-dynamic vs float: perplexity, tok/s
+    python benchmarks/llama.py --only recipe    # `compress run pipelines/llama-lm.yaml`: its bench, best artifact
 
 Targets (issue 14): student perplexity <= 1.25x the teacher's, trained in <= 30 min; width pruning with
 >= 1.3x fewer multiply-adds per token, perplexity after recovery <= 1.10x the teacher's, decode tokens/s
->= 0.85 x the MAC ratio in PyTorch and in ONNX; int4 ONNX perplexity <= +3% over its float parent.
+>= 0.85 x the MAC ratio in PyTorch and in ONNX; int4 ONNX perplexity <= +3% over its float parent; the best
+artifact of pipelines/llama-lm.yaml >= 10x the FP32 PyTorch teacher's decode tokens/s at <= +10% perplexity
+(read from the recipe's own bench stage: every artifact and the teacher timed in one process).
 
 Perplexity is on the first ``--eval-blocks`` 128-token blocks of imdb/heldout-1000.txt (the README's teacher
 figure is 185 on its first 40k tokens), with a paired-bootstrap 95% interval against the teacher. Decode
@@ -240,6 +243,67 @@ def part_quant(args) -> dict:
     return row
 
 
+RECIPE_RUN = ROOT / "runs" / "llama-lm"
+
+
+def part_recipe(args) -> dict:
+    """Run (or resume) pipelines/llama-lm.yaml and read its bench stage: decode tokens/s of every
+    artifact against the FP32 PyTorch teacher (bench's baseline), with held-out perplexity."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "compressor.cli", "run", "pipelines/llama-lm.yaml", "--out", str(args.runs_dir)]
+    if (args.runs_dir / "run.json").exists():
+        cmd.append("--resume")
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code not in (0, 1):  # 1: a gate failed, the artifacts and the bench report still exist
+        raise SystemExit(f"compress run pipelines/llama-lm.yaml failed with exit {code}")
+    state = json.loads((args.runs_dir / "run.json").read_text())
+    report = json.loads((Path(state["stages"]["bench"]["output"]) / "report.json").read_text())
+    teacher = report["baseline"]
+    batch = str(report["environment"]["reference_batch"])
+
+    def row(entry: dict, name: str) -> dict:
+        decode = (entry.get("decode") or {}).get(batch) or {}
+        vs = entry["quality"].get("vs_baseline", {})
+        return {"model": name, "format": entry["format"], "precision": entry["precision"],
+                "perplexity": round(entry["quality"]["perplexity"], 2),
+                "increase_pct": round(vs.get("perplexity_increase_pct", 0.0), 2),
+                "decode_ms_per_token": round(decode["p50_ms"], 3) if decode else None,
+                "tokens_per_s": round(decode["tokens_per_s"], 1) if decode else None,
+                "prefill_ms": round(entry["latency"][batch]["p50_ms"], 2),
+                "size_mb": round(entry["size_mb"], 2)}
+
+    rows = [row(teacher, "teacher-fp32-pytorch")] + [row(e, e["name"]) for e in report["artifacts"]]
+    # bench times one artifact after another; on this shared machine the teacher's PyTorch decode has
+    # read 5.6 and 8.3 ms/token in two runs minutes apart. So the verdict is on a second, side-by-side
+    # timing: every model in alternating blocks in one process (decode_rates), under the CPU lock.
+    from compressor.bench.runner import OnnxBench, TorchBench
+
+    runners = {"teacher-fp32-pytorch": TorchBench(load_torch(TEACHER))}
+    for entry in report["artifacts"]:
+        path = Path(entry["path"])
+        runners[entry["name"]] = (OnnxBench(path / "model.onnx", threads=THREADS) if entry["format"] == "onnx"
+                                  else TorchBench(load_torch(path)))
+    blocks = heldout_blocks(args.prompts)
+    prompts = [blocks[i : i + 1, :32] for i in range(args.prompts)]
+    with cpu_lock():
+        paired = decode_rates(runners, prompts, args.new_tokens, rounds=4)
+    for r in rows:
+        r["side_by_side_tokens_per_s"] = paired[r["model"]]["tokens_per_s"]
+    for key in ("tokens_per_s", "side_by_side_tokens_per_s"):
+        base = rows[0][key]
+        for r in rows:  # decode_speedup, side_by_side_decode_speedup
+            r[key.replace("tokens_per_s", "decode_speedup")] = round(r[key] / base, 2) if r[key] and base else None
+    within = [r for r in rows[1:] if r["increase_pct"] <= 10.0 and r["side_by_side_decode_speedup"]]
+    best = max(within, key=lambda r: r["side_by_side_decode_speedup"]) if within else None
+    return {"part": "recipe", "run_dir": str(args.runs_dir), "exit_code": code, "rows": rows,
+            "best": best["model"] if best else None,
+            "best_decode_speedup": best["side_by_side_decode_speedup"] if best else None,
+            "best_decode_speedup_in_bench": best["decode_speedup"] if best else None,
+            "best_increase_pct": best["increase_pct"] if best else None,
+            "met": bool(best and best["side_by_side_decode_speedup"] >= 10.0)}
+
+
 def print_table(results: dict) -> None:
     print("\n| part | result | target | met |")
     print("|---|---|---|---|")
@@ -252,6 +316,19 @@ def print_table(results: dict) -> None:
         print_prune(key, results[key])
     for key in [k for k in results if k.startswith("quant")]:
         print_quant(key, results[key])
+    r = results.get("recipe")
+    if r:
+        print(f"| llama-lm.yaml best artifact: {r['best']} | decode {r['best_decode_speedup']}x the FP32 PyTorch "
+              f"teacher side by side ({r['best_decode_speedup_in_bench']}x in the recipe's bench) at "
+              f"{r['best_increase_pct']:+.2f}% ppl | >= 10x at <= +10% | {'yes' if r['met'] else 'NO'} |")
+        print("\n| model | format | precision | ppl | +% | bench decode ms/token | tok/s | x teacher | "
+              "side-by-side tok/s | x teacher | prefill ms | MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for x in r["rows"]:
+            print(f"| {x['model']} | {x['format']} | {x['precision']} | {x['perplexity']} | {x['increase_pct']} | "
+                  f"{x['decode_ms_per_token']} | {x['tokens_per_s']} | {x['decode_speedup']} | "
+                  f"{x['side_by_side_tokens_per_s']} | {x['side_by_side_decode_speedup']} | {x['prefill_ms']} | "
+                  f"{x['size_mb']} |")
 
 
 def print_prune(key: str, p: dict) -> None:
@@ -282,7 +359,8 @@ def print_quant(key: str, q: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["student", "prune", "quant"], default=None)
+    parser.add_argument("--only", choices=["student", "prune", "quant", "recipe"], default=None)
+    parser.add_argument("--runs-dir", type=Path, default=RECIPE_RUN, help="the llama-lm.yaml run (--only recipe)")
     parser.add_argument("--reuse", action="store_true", help="measure existing outputs in benchmarks/work again")
     parser.add_argument("--eval-blocks", type=int, default=200)
     parser.add_argument("--student-steps", type=int, default=150)
@@ -304,7 +382,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if not args.from_json:
         WORK.mkdir(parents=True, exist_ok=True)
-        parts = {"student": part_student, "prune": part_prune, "quant": part_quant}
+        parts = {"student": part_student, "prune": part_prune, "quant": part_quant, "recipe": part_recipe}
         for name, fn in parts.items():
             if args.only in (None, name):
                 row = fn(args)

@@ -11,7 +11,8 @@ the same process settings, under `flock /tmp/compress-cpu.lock`), so the ratios 
 - NER (minilm-l6-conll03, CoNLL-2003 valid) and embeddings (minilm-l6-embed, STS-B dev), with
   `--only ner|embed`: the teacher in FP32 and INT8 on both backends.
 
-The pruned student: `runs/bert-sst2/pruned` when the recipe has run; otherwise a stand-in built here
+The pruned student: `runs/bert-sst2/pruned` when the recipe has run (its unpruned `student` then joins
+too, in INT8 on both backends: the best ending is the fastest of these within 1 point of the teacher); otherwise a stand-in built here
 (the teacher's layers 1,3,5 removed, heads 0.25 and FFN 0.3 pruned, 150 recovery steps), because the
 recipe's 3,000-step distillation does not fit on a busy shared 2-core machine.
 
@@ -195,6 +196,12 @@ def part(task: str, runs_dir: Path) -> dict:
         rows["pruned-int8-onnx-dynamic"] = ort_int8(rows["pruned-fp32-onnx"], "sst2-pruned-onnx-int8")
         rows["pruned-fp32-openvino"] = openvino_of(student, "sst2-pruned-openvino", dev)
         rows["pruned-int8-openvino-nncf"] = nncf_int8(rows["pruned-fp32-openvino"], "sst2-pruned-ov-int8", calib)
+        recipe_student = runs_dir / "bert-sst2" / "student"
+        if (recipe_student / "compress.json").exists():  # the recipe's unpruned 3-layer student, both backends
+            rows["student-int8-onnx-dynamic"] = ort_int8(onnx_of(recipe_student, "sst2-student-onnx", dev),
+                                                         "sst2-student-onnx-int8")
+            rows["student-int8-openvino-nncf"] = nncf_int8(
+                openvino_of(recipe_student, "sst2-student-openvino", dev), "sst2-student-ov-int8", calib)
     else:
         rows["teacher-int8-onnx-dynamic"] = ort_int8(rows["teacher-fp32-onnx"], f"{task}-teacher-onnx-int8")
 
@@ -235,7 +242,7 @@ def part(task: str, runs_dir: Path) -> dict:
                                                                                  "pruned-int8-openvino-nncf")
         comparisons["pruned_fp32_openvino_vs_onnxruntime"] = versus("pruned-fp32-onnx", "pruned-fp32-openvino")
         teacher_acc = found["teacher-fp32-pytorch"]["quality"]["accuracy"]
-        candidates = [r for r in table if r["model"].startswith("pruned-")]
+        candidates = [r for r in table if r["model"].startswith(("pruned-", "student-"))]
         within = [r for r in candidates if (teacher_acc - (r["accuracy"] or 0)) * 100 <= 1.0]
         best = min(within or candidates, key=lambda r: r["side_by_side_p50_ms_b1"] or r["p50_ms_b1"])
         peer_name = next(n for n in found if n.startswith("optimum-int8"))
