@@ -7,7 +7,7 @@ lower p50 than the teacher, >= 4x lower than the optimum INT8 peer, >= 10x small
 Writes benchmarks/results/auto.json and prints the table.
 
     python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--student DIR]
-                              [--recover-steps 0,40] [--measure-only]
+                              [--recover-steps 0,40] [--backends onnx] [--measure-only]
 
 The search runs at `nice -n 5`; the final bench holds `flock /tmp/compress-cpu.lock`. An existing run
 directory is resumed (`--resume`) unless --measure-only, which only measures its winner again.
@@ -48,6 +48,8 @@ def search(args: argparse.Namespace, run_dir: Path) -> int:
         cmd += ["--student", student]
     if args.recover_steps:
         cmd += ["--recover-steps", args.recover_steps]
+    if args.backends:
+        cmd += ["--backends", args.backends]
     if (run_dir / "auto.json").exists():
         cmd.append("--resume")
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument("--student", action="append", default=[],
                         help="An existing student searched besides new distillations (compress auto --student).")
     parser.add_argument("--recover-steps", default=None, help="compress auto --recover-steps (e.g. 0,40).")
+    parser.add_argument("--backends", default=None, help="compress auto --backends (default: every one installed).")
     parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
     run_dir = WORK / "run"
