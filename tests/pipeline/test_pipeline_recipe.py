@@ -162,3 +162,21 @@ def test_llama_recipe_plans_every_stage(run_cli, tmp_path):
     for stage in ("student", "pruned", "pruned-onnx", "pruned-int8", "pruned-int4", "teacher-onnx", "bench"):
         assert f"  {stage}: compress " in result.output
     assert "--head-unit kv-group" in result.output and "--block-size 32" in result.output
+
+
+# smoke.yaml takes its models from environment variables; test_pipeline_smoke runs it whole
+SHIPPED = sorted(p for p in (Path(__file__).resolve().parents[2] / "pipelines").glob("*.yaml") if p.stem != "smoke")
+
+
+@pytest.mark.parametrize("recipe", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_recipe_plans_every_stage(run_cli, tmp_path, recipe):
+    """Each recipe under pipelines/ validates whole (stage options, inputs, artifact kinds) and plans a
+    command for each of its stages: an edit that breaks a recipe fails here, not in a user's CI."""
+    from conftest import ASSETS
+
+    if not ASSETS.is_dir():
+        pytest.skip("real assets not present")
+    result = run_cli("run", recipe, "--out", tmp_path / "run", "--dry-run")
+    assert result.exit_code == 0, result.output
+    for stage in load_recipe(recipe).stages:
+        assert f"  {stage.name}: compress " in result.output
