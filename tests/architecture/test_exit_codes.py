@@ -89,7 +89,11 @@ def test_a_signal_during_distillation_exits_with_its_code_and_leaves_nothing(tin
     process = subprocess.Popen(
         [sys.executable, "-m", "compressor.cli", "distill", str(tiny_bert_dir), "-o", str(tmp_path / "out"),
          "--data", str(sst_file), "--max-steps", "100000", "--batch-size", "4"],
-        stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        # A shell starts background jobs with SIGINT ignored, and a child inherits that (a CLI started
+        # so is right to keep ignoring it): give the child the default disposition an interactive
+        # Ctrl-C meets, whatever started this test run.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(8)  # past start-up, into training
     assert process.poll() is None, process.stderr.read()
     os.killpg(process.pid, sig)
