@@ -12,7 +12,7 @@ teacher's last layer against the student's last, 12 relation heads); and logit K
 labelled test sentences, which played no part in choosing it.
 
 Vocab: ``compress prune --method vocab --data train.tsv`` on the 3-layer student of the bert-sst2 recipe
-(--vocab-source; by default /work/runs-after/bert-sst2/student when present, else one is distilled):
+(--vocab-source; by default runs/bert-sst2/student when present, else one is distilled):
 size and vocabulary before/after, dev and test accuracy before/after, and the dev/test rows that contain
 a token outside the kept vocabulary (dev accuracy before/after is the prune report's own, on text tokenised
 by each model's tokenizer).
@@ -46,7 +46,7 @@ warnings.filterwarnings("ignore")
 
 TEACHER = ASSETS / "teachers" / "minilm-l6-sst2"
 TRAIN, DEV, TEST = (ASSETS / "glue/SST-2" / name for name in ("train.tsv", "dev.tsv", "test-labeled.tsv"))
-RECIPE_STUDENT = Path("/work/runs-after/bert-sst2/student")
+RECIPE_STUDENT = ROOT / "runs" / "bert-sst2" / "student"  # `compress run pipelines/bert-sst2.yaml --out runs/bert-sst2`
 
 
 def load_results() -> dict:
