@@ -90,6 +90,12 @@ class AutoConfig:
     vocab: str = "auto"  # auto: search vocabulary trimming where `prune --method vocab` exists
     students: tuple[str, ...] = ()  # existing students of the teacher, searched besides distilling new ones
     recover_steps: tuple[int, ...] | None = None  # recovery lengths after pruning (None: distill steps / 4)
+    # Choosing the winner (``holdout``, ``finalists``): the share of --eval-data held out from the search
+    # (or a file of its own), and the finalists benched on it side by side, how many at a time, how often.
+    confirm_fraction: float = 0.3
+    confirm_data: str | None = None
+    finalists: int = 4
+    finalist_rounds: int = 3
     # Fixed training and measuring settings.
     batch_size: int = 32
     max_length: int = 128
@@ -112,6 +118,11 @@ class AutoConfig:
                 f"--time-budget {format_duration(self.time_budget_s)}: below the minimum of "
                 f"{format_duration(MIN_TIME_BUDGET_S)} (one trial: distill, export, quantize, bench; then the "
                 "winner's final measurement)")
+        if not (0 <= self.confirm_fraction <= 0.9):
+            raise BadInputError(f"--confirm-fraction {self.confirm_fraction:g}: expected a share in [0, 0.9]")
+        for name, value in (("--finalists", self.finalists), ("--finalist-rounds", self.finalist_rounds)):
+            if value < 1:
+                raise BadInputError(f"{name} {value}: must be at least 1")
         if self.trials is not None and self.trials < 1:
             raise BadInputError(f"--trials {self.trials}: must be at least 1")
         for name, value, low in (("--batch-size", self.batch_size, 1), ("--max-length", self.max_length, 8),

@@ -46,7 +46,8 @@ def check_inputs(config: AutoConfig) -> Inputs:
     from compressor.loading import load_tokenizer
 
     tokenizer = load_tokenizer(teacher.path)
-    for flag, path in (("--data", config.data), ("--eval-data", config.eval_data), ("--test-data", config.test_data)):
+    for flag, path in (("--data", config.data), ("--eval-data", config.eval_data), ("--test-data", config.test_data),
+                       ("--confirm-data", config.confirm_data)):
         if path is None:
             continue
         try:

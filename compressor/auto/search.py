@@ -9,6 +9,10 @@ distillation (dev metric at every evaluation) and stops the unpromising ones ear
 in RUN_DIR/study.db (sqlite), so ``--resume`` continues it; RUN_DIR/auto.json records the teacher's
 identity, and a resume with another teacher is refused.
 
+Before the search a seeded share of --eval-data is held out (``holdout``); after it, the fastest
+feasible trials are benched together on those confirmation rows, several rounds side by side, and the
+winner is the best of them still within budget there (``finalists``).
+
 After the search: the Pareto front (pareto.json/.md/.png), the winner's artifact (RUN_DIR/winner),
 recipe.yaml reproducing it with ``compress run``, and the winner's bench report against the teacher
 on --test-data (else dev) in RUN_DIR/baseline, the CI baseline.
@@ -21,12 +25,12 @@ import os
 import shutil
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from compressor import progress, stages
-from compressor.auto import pareto, recipe_writer
+from compressor.auto import finalists, holdout, pareto, recipe_writer
 from compressor.auto.config import AutoConfig, format_duration
 from compressor.auto.inputs import STATE_FILE, Inputs, check_inputs
 from compressor.auto.space import Point, back_off, content_named, recipe_inputs, sample, stages_for, warm_start
@@ -42,7 +46,7 @@ class _Search:
         self.run_dir = inputs.run_dir
         self.task = inputs.task
         # Time kept back for the winner's final measurement.
-        self.reserve = max(20.0, 0.08 * config.time_budget_s)
+        self.reserve = max(20.0, 0.1 * config.time_budget_s)
         self.started = time.monotonic()
 
     # -- one trial ---------------------------------------------------------------------------------
@@ -231,10 +235,14 @@ def run_auto(config: AutoConfig) -> dict[str, Any]:
     inputs = check_inputs(config)
     run_dir = inputs.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    held = holdout.prepare(inputs.context.eval_data, config.confirm_data and str(Path(config.confirm_data).resolve()),
+                           config.confirm_fraction, config.seed, run_dir / "data")
+    inputs.context = replace(inputs.context, eval_data=held.search)  # trials never see the confirmation rows
     state_file = run_dir / STATE_FILE
     state = json.loads(state_file.read_text()) if config.resume else {
         "schema_version": 1, "teacher": {"path": inputs.context.teacher, "hash": inputs.teacher_hash},
         "task": inputs.task.name, "config": config.to_dict(), "space": inputs.space.to_dict(), "invocations": []}
+    state["holdout"] = asdict(held)
     state["invocations"].append({"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                  "time_budget_s": config.time_budget_s, "resume": config.resume})
     _save(state_file, state)
@@ -257,7 +265,9 @@ def run_auto(config: AutoConfig) -> dict[str, Any]:
     rows = _rows(study, config.budget.value)
     feasible = [r for r in rows if r["feasible"] and r["objective_value"] is not None
                 and r["artifact"] and Path(r["artifact"]).is_dir()]
-    winner = min(feasible, key=lambda r: r["objective_value"]) if feasible else None
+    winner, measured = finalists.choose(
+        feasible, teacher=inputs.context.teacher, data=held.confirm or held.search, config=config,
+        size=config.finalists, rounds=config.finalist_rounds, report_dir=run_dir / "finalists")
     metric = inputs.task.metric
     table = pareto.write(run_dir, rows, metric=metric, budget_flag=config.budget.flag, budget=config.budget.value,
                          objective=config.objective, winner=winner["trial"] if winner else None)
@@ -267,23 +277,31 @@ def run_auto(config: AutoConfig) -> dict[str, Any]:
         "trials": {"total": len(rows), "this_run": sum(r["state"] != "waiting" for r in rows) - done_before,
                    **{s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail")}},
         "front": table["front"], "pareto": str(run_dir / "pareto.json"),
+        "holdout": asdict(held), "finalists": measured,
     }
     if winner is None:
         state["result"] = summary
         _save(state_file, state)
+        if measured:  # feasible on the search rows, none within budget on the confirmation rows
+            best = min(measured, key=lambda r: r["confirm_cost"])
+            raise GateFailedError(
+                f"no trial met {config.budget.flag} {config.budget.value:g} on the confirmation rows "
+                f"({held.confirm}): {len(measured)} trials within budget on the search rows were confirmed, the "
+                f"lowest cost was {best['confirm_cost']:.3g} (trial {best['trial']}: {best['configuration']})",
+                report=summary)
         completed = [r for r in rows if r["cost"] is not None]
         best = min(completed, key=lambda r: r["cost"]) if completed else None
         detail = (f"; the lowest cost was {best['cost']:.3g} (trial {best['trial']}: {best['configuration']})"
                   if best else f"; no trial completed ({summary['trials']})")
         raise GateFailedError(f"no trial met {config.budget.flag} {config.budget.value:g} on --eval-data{detail}",
                               report=summary)
-    summary["winner"] = _finish(search, study, winner)
+    summary["winner"] = _finish(search, study, winner, next(r for r in measured if r["trial"] == winner["trial"]))
     state["result"] = summary
     _save(state_file, state)
     return summary
 
 
-def _finish(search: _Search, study: Any, winner: dict[str, Any]) -> dict[str, Any]:
+def _finish(search: _Search, study: Any, winner: dict[str, Any], confirmed: dict[str, Any]) -> dict[str, Any]:
     """Copy the winner, write its recipe (validated by planning it) and measure its CI baseline."""
     from compressor.pipeline import load_recipe
     from compressor.pipeline.runner import run_recipe
@@ -300,7 +318,7 @@ def _finish(search: _Search, study: Any, winner: dict[str, Any]) -> dict[str, An
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
 
-    final_data = str(Path(config.test_data).resolve()) if config.test_data else inputs.context.eval_data
+    final_data = str(Path(config.test_data or config.eval_data).resolve())
     stage_list = search.trial_stages(point)
     final = stage_list[-1]["name"] if stage_list else "student"
     stage_list.append(search.bench(final, final_data, memory=True))
@@ -344,6 +362,7 @@ def _finish(search: _Search, study: Any, winner: dict[str, Any]) -> dict[str, An
     return {"trial": winner["trial"], "configuration": point.describe(), "point": asdict(point),
             "dev": {metric: winner["quality"], "cost": winner["cost"], "p50_ms": winner["p50_ms"],
                     "size_mb": winner["size_mb"]},
+            "confirmation": confirmed,
             "final": final_quality, "artifact": str(target), "recipe": str(recipe_path),
             "baseline_report": str(run_dir / "baseline" / "report.json")}
 

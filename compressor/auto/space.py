@@ -129,6 +129,7 @@ class Space:
     prune_ffn: tuple[float, ...] = (0.0, 0.3, 0.5)
     prune_layers: tuple[float, ...] = (0.0, 0.34)
     students: tuple[str, ...] = ()  # existing students (--student) offered besides distilling a new one
+    student_depths: tuple[int, ...] = ()  # their layer counts, in the same order
     recover_steps: tuple[int, ...] | None = None  # after pruning; None: a quarter of the distillation
 
     @property
@@ -157,9 +158,15 @@ def build_space(config: Any, teacher_layers: int) -> Space:
     steps = tuple(n for n in config.distill_steps if n > 0)  # 0: no new distillation, only --student
     if not steps and not config.students:
         raise BadInputError("--distill-steps 0: no new distillation needs an existing --student to search from")
+    from compressor.artifact import open_artifact
+
+    depths = []
+    for path in config.students:
+        student = open_artifact(path)
+        depths.append(student.family.layer_count(student.config))
     return Space(student_layers=tuple(layers), distill_steps=steps,
                  backends=available_backends(config.backends), vocab=vocab,
-                 students=tuple(str(Path(s).resolve()) for s in config.students),
+                 students=tuple(str(Path(s).resolve()) for s in config.students), student_depths=tuple(depths),
                  recover_steps=config.recover_steps)
 
 
@@ -209,13 +216,14 @@ def sample(trial: Any, space: Space) -> Point:
     sources = (["distill"] if space.distill_steps else []) + list(space.students)
     source = trial.suggest_categorical("student", sources) if space.students else "distill"
     given = source != "distill"
-    layers = 0 if given else trial.suggest_categorical("student_layers", list(space.student_layers))
+    layers = trial.suggest_categorical("student_layers", list(space.student_layers)) if not given else \
+        dict(zip(space.students, space.student_depths)).get(source, 0)
     backend = trial.suggest_categorical("backend", list(space.backends))
     methods = [NONE, *BACKENDS[backend].methods]
     recover = (trial.suggest_categorical("recover_steps", list(space.recover_steps)) if space.recover_steps
                else None)
     return Point(
-        student_layers=layers,
+        student_layers=0 if given else layers,
         distill_steps=0 if given else trial.suggest_categorical("distill_steps", list(space.distill_steps)),
         alpha_hidden=0.0 if given else trial.suggest_categorical("alpha_hidden", list(space.alpha_hidden)),
         alpha_attn=0.0 if given else trial.suggest_categorical("alpha_attn", list(space.alpha_attn)),
@@ -223,9 +231,9 @@ def sample(trial: Any, space: Space) -> Point:
         recover_steps=recover,
         prune_heads=trial.suggest_categorical("prune_heads", list(space.prune_heads)),
         prune_ffn=trial.suggest_categorical("prune_ffn", list(space.prune_ffn)),
-        # Removing a layer of a one- or two-layer student is what a smaller depth already explores.
-        prune_layers=(trial.suggest_categorical("prune_layers", list(space.prune_layers))
-                      if layers >= 3 and not given else 0.0),
+        # Removing a layer of a one- or two-layer student is what a smaller depth already explores; a
+        # given student of three or more layers can lose one (pruned, then recovered).
+        prune_layers=(trial.suggest_categorical("prune_layers", list(space.prune_layers)) if layers >= 3 else 0.0),
         vocab=trial.suggest_categorical("vocab", list(space.vocab)),
         backend=backend,
         quantize=trial.suggest_categorical(f"quantize_{backend}", methods),
@@ -253,6 +261,8 @@ def warm_start(space: Space) -> dict[str, Any]:
         params["student"] = space.students[0]
         for key in ("student_layers", "distill_steps", "alpha_hidden", "alpha_attn"):
             params.pop(key)
+        if space.student_depths and space.student_depths[0] >= 3:
+            params["prune_layers"] = 0.0
     elif layers >= 3:
         params["prune_layers"] = 0.0
     return params

@@ -31,6 +31,13 @@ def _summary(report: dict) -> list[str]:
 @click.option("--data", required=True, help="Training data (distillation, pruning calibration and recovery).")
 @click.option("--eval-data", required=True, help="Dev data the search selects on.")
 @click.option("--test-data", default=None, help="Held-out data for the winner's final quality (never searched on).")
+@click.option("--confirm-fraction", type=float, default=0.3, show_default=True,
+              help="Share of --eval-data held out from the search; the winner must stay within budget on it.")
+@click.option("--confirm-data", default=None, help="Confirmation rows as a file of their own (instead of a share of --eval-data).")
+@click.option("--finalists", type=int, default=4, show_default=True,
+              help="Fastest feasible trials benched together on the confirmation rows, this many at a time.")
+@click.option("--finalist-rounds", type=int, default=3, show_default=True,
+              help="Side-by-side timing rounds of the finalists (alternating order; the median decides).")
 @click.option("--max-accuracy-drop", type=float, default=None, metavar="P", help="Classifiers: points of accuracy.")
 @click.option("--max-perplexity-increase", type=float, default=None, metavar="P", help="LMs: percent perplexity.")
 @click.option("--max-f1-drop", type=float, default=None, metavar="P", help="Token classifiers: entity-F1 points.")

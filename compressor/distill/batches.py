@@ -58,10 +58,12 @@ def file_hash(spec: DataSpec) -> str:
 
 
 def load_rows(task: Any, tokenizer: Any, spec: DataSpec, *, label2id: dict[str, int] | None, max_length: int,
-              flag: str) -> Rows:
+              flag: str, labels_needed: bool = True) -> Rows:
     """Validated, tokenised rows of ``task`` (a ``compressor.tasks.Task``): what each teacher distils
-    on is the task's rule (``Task.training_rows``)."""
-    rows = task.training_rows(tokenizer, spec, label2id=label2id, max_length=max_length, flag=flag)
+    on is the task's rule (``Task.training_rows``); ``labels_needed`` is False when no loss reads the
+    data's own labels (the teacher labels every row)."""
+    rows = task.training_rows(tokenizer, spec, label2id=label2id, max_length=max_length, flag=flag,
+                              labels_needed=labels_needed)
     if not len(rows):
         raise BadInputError(f"{flag} {spec.path}: no rows; the data is empty")
     return rows

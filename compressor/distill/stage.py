@@ -187,11 +187,14 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
 def _rows(config: DistillConfig, source: Artifact, task: Any, tokenizer: Any, max_length: int) -> tuple[Any, Any]:
     """Training and evaluation rows, validated (the task's rule for what a teacher distils on)."""
     label2id = source.config.get("label2id")
-    train = load_rows(task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data")
+    # Without the hard-label loss only the teacher's outputs train the student, so unlabelled rows
+    # (a transfer set such as in-domain text) are enough; evaluation always needs labels.
+    train = load_rows(task, tokenizer, config.data, label2id=label2id, max_length=max_length, flag="--data",
+                      labels_needed=config.alpha_ce > 0)
     eval_rows = None
     if config.eval_data is not None:
         eval_rows = load_rows(task, tokenizer, config.eval_data, label2id=label2id, max_length=max_length,
-                              flag="--eval-data")
+                              flag="--eval-data", labels_needed=True)
     return train, eval_rows
 
 

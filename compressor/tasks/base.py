@@ -178,7 +178,7 @@ class Task:
     distillable: bool = False
 
     def training_rows(self, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None, max_length: int,
-                      flag: str) -> Any:
+                      flag: str, labels_needed: bool = True) -> Any:
         raise BadInputError(f"distill needs a model with a task head (a text classifier or a causal LM), not a "
                             f"{self.name} model")
 

@@ -131,7 +131,7 @@ class CausalLM(Task):
 
     # -- distillation ---------------------------------------------------------------------------
     def training_rows(self, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None, max_length: int,
-                      flag: str) -> Any:
+                      flag: str, labels_needed: bool = True) -> Any:
         """The documents joined by EOS and cut into ``max_length``-token blocks (no padding at all)."""
         from compressor.distill.batches import Rows
 

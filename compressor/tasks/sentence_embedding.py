@@ -231,7 +231,7 @@ class SentenceEmbedding(Task):
 
     # -- distillation ---------------------------------------------------------------------------
     def training_rows(self, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None, max_length: int,
-                      flag: str) -> Any:
+                      flag: str, labels_needed: bool = True) -> Any:
         """Training: unlabelled sentences (the pooled embedding is the target). Evaluation
         (``--eval-data``): STS pairs, first sentences then second ones, scored by Spearman."""
         from compressor.distill.batches import Rows

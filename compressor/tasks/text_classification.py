@@ -110,24 +110,26 @@ class TextClassification(Task):
 
     # -- distillation ---------------------------------------------------------------------------
     def training_rows(self, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None, max_length: int,
-                      flag: str) -> Any:
-        """One tokenised row per labelled example, at most ``max_length`` tokens. A classifier distils
-        on labelled rows: plain LM text cannot train it."""
+                      flag: str, labels_needed: bool = True) -> Any:
+        """One tokenised row per example of a table, at most ``max_length`` tokens. The rows need labels
+        only when a loss reads them (``labels_needed``: --alpha-ce > 0); otherwise an unlabelled table
+        (a ``sentence`` column of in-domain text) is a transfer set the teacher labels. Plain LM text
+        (no table) never trains a classifier."""
         from compressor.distill.batches import Rows
 
         columns, _ = read_table(spec.path, split=spec.split, no_header=spec.no_header)
         label_col = spec.label_column or DEFAULT_LABEL_COLUMN
-        if label_col not in columns:
+        if labels_needed and label_col not in columns:
             check_header(spec.path, columns, f"no label column {label_col!r}", flag)
             raise BadInputError(
-                f"{flag} {spec.path}: the teacher is a text classifier, which distils on labelled rows, but this "
-                f"data has no label column {label_col!r} (columns: {', '.join(columns)}); LM text cannot train a "
-                "classifier; pass a labelled table or --label-column"
+                f"{flag} {spec.path}: the teacher is a text classifier and this data needs labels (accuracy, "
+                f"--alpha-ce), but it has no label column {label_col!r} (columns: {', '.join(columns)}); pass a "
+                "labelled table or --label-column (unlabelled training text distils with --alpha-ce 0)"
             )
-        data = load_classification(spec, label2id=label2id, require_labels=True)
+        data = load_classification(spec, label2id=label2id, require_labels=labels_needed)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        return Rows(rows=encode_classification(tokenizer, data, max_length), labels=data.labels, source=spec.path,
-                    pad_id=pad_id)
+        return Rows(rows=encode_classification(tokenizer, data, max_length),
+                    labels=data.labels if labels_needed else None, source=spec.path, pad_id=pad_id)
 
     def output_losses(self, config: Any, logits: Any, targets: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
         from compressor.distill import losses

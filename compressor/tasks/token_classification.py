@@ -191,7 +191,7 @@ class TokenClassification(Task):
 
     # -- distillation ---------------------------------------------------------------------------
     def training_rows(self, tokenizer: Any, spec: Any, *, label2id: dict[str, int] | None, max_length: int,
-                      flag: str) -> Any:
+                      flag: str, labels_needed: bool = True) -> Any:
         """Tagged sentences: the per-token KL is taken on each word's first sub-token."""
         data = _load(flag, spec, label2id, True)
         rows, labels = encode_tagged(tokenizer, data, max_length)

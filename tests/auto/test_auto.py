@@ -19,7 +19,7 @@ FAST = ("--distill-steps", "2,4", "--batch-size", "16", "--max-length", "32", "-
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     root = tmp_path_factory.mktemp("auto-data")
-    return (factories.write_sst(root / "train.tsv", rows=64, seed=1), factories.write_sst(root / "dev.tsv", rows=32, seed=2),
+    return (factories.write_sst(root / "train.tsv", rows=64, seed=1), factories.write_sst(root / "dev.tsv", rows=80, seed=2),
             factories.write_sst(root / "test.tsv", rows=32, seed=3))
 
 
@@ -54,6 +54,31 @@ def test_search_writes_front_plot_winner_recipe_and_baseline(searched):
     assert baseline["artifacts"][0]["latency"]["1"]["p50_ms"] > 0
     state = json.loads((out / "auto.json").read_text())
     assert state["teacher"]["hash"] and (out / "study.db").is_file()
+
+
+def test_trials_never_see_the_confirmation_rows_and_finalists_are_retimed(searched, split):
+    out, result = searched
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    held = report["holdout"]
+    assert (held["search_rows"], held["confirm_rows"]) == (56, 24)  # 30% of the 80 dev rows held out
+    dev_rows = split[1].read_text().splitlines()
+    search_rows = Path(held["search"]).read_text().splitlines()
+    confirm_rows = Path(held["confirm"]).read_text().splitlines()
+    assert search_rows[0] == confirm_rows[0] == dev_rows[0]  # the header kept on both
+    # Every dev row in exactly one part (the multiset of rows: the generated data repeats some sentences).
+    assert sorted(search_rows[1:] + confirm_rows[1:]) == sorted(dev_rows[1:])
+    for trial in (out / "trials").glob("*.yaml"):  # every trial's bench scored the search rows only
+        assert held["search"] in trial.read_text() and held["confirm"] not in trial.read_text()
+    finalists = report["finalists"]
+    assert {f["trial"] for f in finalists} == {0, 1}  # both trials within the (wide) budget, one group
+    for f in finalists:
+        assert len(f["objective_rounds"]) == 3 and f["objective"] > 0 and f["confirmed"]
+    winner = report["winner"]
+    chosen = next(f for f in finalists if f["trial"] == winner["trial"])
+    assert chosen["objective"] == min(f["objective"] for f in finalists)
+    assert winner["confirmation"] == chosen
+    assert (out / "finalists" / "group-1" / "round-3" / "report.json").is_file()
 
 
 def test_recipe_validates_and_reproduces_the_winner(searched, run_cli, tmp_path):

@@ -60,3 +60,81 @@ def test_a_given_student_starts_at_pruning_and_vocab_trim_is_a_prune_stage():
     assert [s["run"] for s in stages] == ["prune", "prune", "export-onnx", "quantize"]
     assert stages[0]["from"] == "student" and "recover-from" not in stages[0]["with"]
     assert stages[1]["with"]["method"] == "vocab"
+
+
+# -- choosing the winner: held-out confirmation rows, finalists re-timed -------------------------------
+
+def test_the_confirmation_split_is_seeded_disjoint_and_keeps_the_order():
+    from compressor.auto.holdout import split_rows
+
+    rows = [f"row {i}" for i in range(100)]
+    search, confirm = split_rows(rows, 0.3, seed=0)
+    assert len(confirm) == 30 and len(search) == 70 and not set(search) & set(confirm)
+    assert sorted(search + confirm) == sorted(rows)
+    assert search == sorted(search, key=rows.index) and confirm == sorted(confirm, key=rows.index)
+    assert split_rows(rows, 0.3, seed=0) == (search, confirm) and split_rows(rows, 0.3, seed=1)[1] != confirm
+
+
+def test_formats_that_cannot_split_and_small_data_confirm_on_nothing_and_say_why(tmp_path):
+    from compressor.auto.holdout import prepare
+
+    text = tmp_path / "dev.txt"
+    text.write_text("one document\n\nanother\n")
+    held = prepare(str(text), None, 0.3, 0, tmp_path / "data")
+    assert held.confirm is None and held.search == str(text) and "--confirm-data" in held.note
+    small = tmp_path / "small.tsv"
+    small.write_text("sentence\tlabel\n" + "a film\t1\n" * 30)
+    held = prepare(str(small), None, 0.3, 0, tmp_path / "data")
+    assert held.confirm is None and "9 confirmation rows" in held.note
+    assert not (tmp_path / "data").exists()  # nothing written when nothing is split
+    given = prepare(str(small), str(text), 0.3, 0, tmp_path / "data")
+    assert (given.search, given.confirm) == (str(small), str(text))
+
+
+def _row(trial, objective):
+    return {"trial": trial, "configuration": f"t{trial}", "cost": 0.5, "objective_value": objective,
+            "artifact": f"/a/{trial}"}
+
+
+@pytest.mark.parametrize("confirmed, winner, groups", [
+    ({0, 1, 2, 3}, 0, 1),  # the fastest re-timed finalist that confirms
+    ({1, 2}, 2, 1),  # re-timing reorders the group: trial 2 measured faster than trial 1
+    ({4}, 4, 2),  # nothing in the first group confirms: the next group is measured
+    (set(), None, 2),  # nothing confirms: no winner
+])
+def test_the_winner_is_the_fastest_finalist_within_budget_on_the_confirmation_rows(monkeypatch, tmp_path,
+                                                                                   confirmed, winner, groups):
+    from compressor.auto import finalists
+
+    retimed = {0: 0.7, 1: 0.9, 2: 0.8, 3: 2.0, 4: 3.0}  # trial -> median of the side-by-side rounds
+    calls = []
+
+    def measure(rows, **kwargs):
+        calls.append([r["trial"] for r in rows])
+        return [{"trial": r["trial"], "configuration": r["configuration"], "confirm_cost": 0.0 if r["trial"] in
+                 confirmed else 2.0, "confirmed": r["trial"] in confirmed, "objective": retimed[r["trial"]]}
+                for r in rows]
+
+    monkeypatch.setattr(finalists, "measure", measure)
+    rows = [_row(4, 0.5), _row(0, 0.1), _row(3, 0.4), _row(1, 0.2), _row(2, 0.3)]
+    chosen, measured = finalists.choose(rows, teacher="/t", data="/d", config=None, size=4, rounds=3,
+                                        report_dir=tmp_path)
+    assert calls[0] == [0, 1, 2, 3] and len(calls) == groups  # fastest on the search rows first
+    assert (chosen["trial"] if chosen else None) == winner
+    assert [m["trial"] for m in measured] == [t for group in calls for t in group]
+
+
+@pytest.mark.parametrize("depth, layers_pruned", [(3, 0.34), (2, 0.0)])
+def test_a_given_student_of_three_or_more_layers_can_lose_one(depth, layers_pruned):
+    import optuna
+
+    from compressor.auto.space import Space, sample, warm_start
+
+    space = Space(student_layers=(2,), distill_steps=(), backends=("onnx",), vocab=(False,), students=("/s",),
+                  student_depths=(depth,), recover_steps=(100,))
+    params = {"student": "/s", "backend": "onnx", "recover_steps": 100, "prune_heads": 0.0, "prune_ffn": 0.3,
+              "prune_layers": 0.34, "vocab": False, "quantize_onnx": "int8-dynamic"}
+    point = sample(optuna.trial.FixedTrial(params), space)
+    assert point.student == "/s" and point.prune_layers == layers_pruned
+    assert point.prune_method() == ("ffn=0.3,layers=0.34" if depth == 3 else "ffn=0.3")
+    assert ("prune_layers" in warm_start(space)) == (depth >= 3)

@@ -40,6 +40,25 @@ def test_distill_bert_writes_a_loadable_student_with_its_lineage(run_cli, tiny_b
     assert report["student"]["parameters"] < report["teacher"]["parameters"]
 
 
+def test_a_classifier_distils_on_unlabelled_text_when_no_loss_reads_labels(run_cli, tiny_bert_dir, sst_file,
+                                                                           tmp_path):
+    """A transfer set: a table with only a sentence column trains the student on the teacher's logits."""
+    transfer = tmp_path / "transfer.tsv"
+    transfer.write_text("sentence\n" + "".join(f"a film that was {w}\n" for w in ("good", "bad", "long", "dull") * 8))
+    out = tmp_path / "out"
+    result = run_cli("distill", tiny_bert_dir, "-o", out, "--data", transfer, "--eval-data", sst_file,
+                     "--student-layers", "2", "--max-steps", "3", "--batch-size", "8", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["data"]["train_rows"] == 32 and report["losses"]["ce"]["weight"] == 0.0
+    assert 0 <= report["metrics"]["accuracy"] <= 1  # evaluation still reads --eval-data's labels
+    labelled_eval = run_cli("distill", tiny_bert_dir, "-o", tmp_path / "out2", "--data", sst_file,
+                            "--eval-data", transfer, "--max-steps", "1")
+    assert labelled_eval.exit_code == 2 and "--eval-data" in labelled_eval.stderr
+    assert "no label column 'label'" in labelled_eval.stderr
+    assert not (tmp_path / "out2").exists()
+
+
 def test_distill_gpt2_reports_perplexity(run_cli, tiny_gpt2_dir, corpus_file, tmp_path):
     out = tmp_path / "out"
     result = run_cli("distill", tiny_gpt2_dir, "-o", out, "--data", corpus_file, "--eval-data", corpus_file,
@@ -67,7 +86,7 @@ def test_bad_inputs_exit_2_with_a_clear_line_and_no_output(case, run_cli, tiny_b
                                                            corpus_file, tmp_path):
     teacher, data, extra = tiny_bert_dir, sst_file, []
     if case == "classifier_with_lm_text":
-        data, expect = corpus_file, "text classifier, which distils on labelled rows"
+        data, extra, expect = corpus_file, ["--alpha-ce", "1"], "needs labels (accuracy, --alpha-ce), but it has no label column 'label'"
     elif case == "lm_with_classification_data":
         teacher, expect = tiny_gpt2_dir, "labelled sentences (classification data)"
     elif case == "label_not_in_teacher":

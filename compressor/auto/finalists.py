@@ -1,0 +1,89 @@
+"""Choosing ``compress auto``'s winner from the search's feasible trials: confirm, then re-time.
+
+A trial's own bench is one short timing on a shared machine (the same artifact read 0.67 and 1.23 ms
+in two trials), and its quality is the dev score the search selected on. So the winner is not simply
+the fastest feasible trial. The feasible trials, fastest first, are taken ``size`` at a time as
+finalists and benched together against the teacher on the confirmation rows (``holdout``), for
+``rounds`` rounds in alternating order; each finalist's objective is the median over the rounds. The
+winner is the best finalist within budget on the confirmation rows; when none is, the next finalists
+are tried, and when none of the feasible trials confirms, there is no winner.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from compressor import progress, stages
+from compressor.errors import GateFailedError
+
+
+def _objective(entry: dict[str, Any], objective: str, throughput_batch: int) -> float | None:
+    latency = entry.get("latency") or {}
+    if objective == "latency":
+        return (latency.get("1") or {}).get("p50_ms")
+    if objective == "size":
+        return entry.get("size_mb")
+    rate = (latency.get(str(throughput_batch)) or {}).get("samples_per_s")
+    return -rate if rate else None
+
+
+def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any, rounds: int,
+            report_dir: Path) -> list[dict[str, Any]]:
+    """Bench ``rows``' artifacts together against ``teacher`` on ``data`` ``rounds`` times (the order
+    reversed every round); returns one record per row: the confirmation cost (the budget's gate on
+    ``data``), the median objective and every round's value."""
+    from compressor.bench import gates
+
+    bench = stages.get("bench")
+    batches = "1" if config.objective != "throughput" else f"1,{config.throughput_batch}"
+    paths = [str(Path(r["artifact"]).resolve()) for r in rows]
+    values: dict[str, list[float]] = {p: [] for p in paths}
+    costs: dict[str, tuple[float, bool, Any]] = {}
+    for round_ in range(rounds):
+        order = paths if round_ % 2 == 0 else paths[::-1]
+        given = {"baseline": teacher, "data": data, "batch-sizes": batches, "min-seconds": config.bench_seconds,
+                 "max-samples": 10**7, "no-memory": True, "profile-runs": 0, "report-dir": str(report_dir / f"round-{round_ + 1}"),
+                 config.budget.gate: config.budget.value, **({"threads": config.threads} if config.threads else {})}
+        _, bench_config = bench.parse(given, "compress auto finalists")
+        try:
+            report = bench.invoke(order, None, bench_config)
+        except GateFailedError as exc:  # some finalist over budget here: still a measurement
+            report = exc.report or {}
+        for entry in report.get("artifacts", []):
+            path = str(Path(entry["path"]).resolve())
+            value = _objective(entry, config.objective, config.throughput_batch)
+            if path in values and value is not None:
+                values[path].append(float(value))
+            if path not in costs:
+                gate = gates.evaluate(entry, {config.budget.gate: config.budget.value}, 1)[0]
+                costs[path] = (float(gate.value), bool(gate.passed), (entry.get("quality") or {}))
+    records = []
+    for row, path in zip(rows, paths):
+        cost, passed, quality = costs.get(path, (float("nan"), False, {}))
+        measured = values[path]
+        records.append({"trial": row["trial"], "configuration": row["configuration"], "search_cost": row["cost"],
+                        "search_objective": row["objective_value"], "confirm_cost": cost, "confirmed": passed,
+                        "confirm_quality": quality, "objective_rounds": measured,
+                        "objective": statistics.median(measured) if measured else None})
+    return records
+
+
+def choose(feasible: list[dict[str, Any]], *, teacher: str, data: str, config: Any, size: int, rounds: int,
+           report_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The winning row (or None) and every finalist's record, in the order they were measured."""
+    ordered = sorted(feasible, key=lambda r: r["objective_value"])
+    measured: list[dict[str, Any]] = []
+    for start in range(0, len(ordered), size):
+        group = ordered[start:start + size]
+        progress.status(f"finalists: trials {', '.join(str(r['trial']) for r in group)} on {data} "
+                        f"({rounds} rounds side by side)")
+        records = measure(group, teacher=teacher, data=data, config=config, rounds=rounds,
+                          report_dir=report_dir / f"group-{start // size + 1}")
+        measured += records
+        confirmed = [r for r in records if r["confirmed"] and r["objective"] is not None]
+        if confirmed:
+            best = min(confirmed, key=lambda r: r["objective"])
+            return next(r for r in group if r["trial"] == best["trial"]), measured
+    return None, measured
