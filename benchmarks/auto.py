@@ -7,7 +7,10 @@ lower p50 than the teacher, >= 4x lower than the optimum INT8 peer, >= 10x small
 Writes benchmarks/results/auto.json and prints the table.
 
     python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--student DIR]
-                              [--recover-steps 0,40] [--backends onnx] [--measure-only]
+                              [--recover-steps 0,40] [--backends onnx] [--run-name run] [--measure-only]
+
+compress auto holds out 30% of dev (seeded) from the search and picks the winner among the fastest
+feasible trials re-benched together on those rows; the JSON records the split and every finalist.
 
 The search runs at `nice -n 5`; the final bench holds `flock /tmp/compress-cpu.lock`. An existing run
 directory is resumed (`--resume`) unless --measure-only, which only measures its winner again.
@@ -126,9 +129,10 @@ def main() -> None:
                         help="An existing student searched besides new distillations (compress auto --student).")
     parser.add_argument("--recover-steps", default=None, help="compress auto --recover-steps (e.g. 0,40).")
     parser.add_argument("--backends", default=None, help="compress auto --backends (default: every one installed).")
+    parser.add_argument("--run-name", default="run", help="run directory under benchmarks/work/auto (resumed if there)")
     parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
-    run_dir = WORK / "run"
+    run_dir = WORK / args.run_name
     WORK.mkdir(parents=True, exist_ok=True)
     code = None
     if not args.measure_only:
@@ -153,6 +157,7 @@ def main() -> None:
         "trial": (result.get("winner") or {}).get("trial"),
         "configuration": (result.get("winner") or {}).get("configuration"),
         "dev": (result.get("winner") or {}).get("dev"),
+        "confirmation": (result.get("winner") or {}).get("confirmation"),
         "recipe": str(run_dir / "recipe.yaml"),
     }
     invocations = state.get("invocations", [])
@@ -162,7 +167,8 @@ def main() -> None:
                    "distill_steps": args.distill_steps, "students": args.student,
                    "recover_steps": args.recover_steps, "budget": "--max-accuracy-drop 1.0 (dev)",
                    "objective": "latency", "exit_code": code, "trials": result.get("trials"),
-                   "space": state.get("space")},
+                   "space": state.get("space"), "holdout": result.get("holdout"),
+                   "finalists": result.get("finalists")},
         "measured_on": "SST-2 labelled test split (1,821), batch 1 and 8, 2 threads, one compress bench run under the CPU lock",
         "winner": winner,
         "teacher_fp32_pytorch": teacher,
