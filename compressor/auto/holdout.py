@@ -57,6 +57,11 @@ def prepare(eval_data: str, confirm_data: str | None, fraction: float, seed: int
     text = path.read_text(encoding="utf-8-sig")
     lines = [line for line in text.split("\n") if line.strip()]
     header, rows = (lines[:1], lines[1:]) if suffix != ".jsonl" else ([], lines)
+    from compressor.data.tables import read_table
+
+    if len(read_table(path)[1]) != len(rows):  # a quoted field spanning lines: rows are not lines here
+        return Holdout(search=eval_data, confirm=None,
+                       note=f"{path.name}: its rows span several lines, so it is not split; pass --confirm-data")
     search, confirm = split_rows(rows, fraction, seed)
     if len(confirm) < MIN_CONFIRM_ROWS or not search:
         return Holdout(search=eval_data, confirm=None,

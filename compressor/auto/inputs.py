@@ -82,6 +82,12 @@ def check_inputs(config: AutoConfig) -> Inputs:
         if state.get("config", {}).get("objective") != config.objective:
             raise BadInputError(f"--resume --objective {config.objective}: {run_dir} was searched for "
                                 f"{state.get('config', {}).get('objective')}")
+        for key in ("confirm_fraction", "confirm_data"):  # the trials were scored on the rows these chose
+            recorded_value = state.get("config", {}).get(key, getattr(config, key))
+            if recorded_value != getattr(config, key):
+                flag = "--" + key.replace("_", "-")
+                raise BadInputError(f"--resume {flag} {getattr(config, key)}: {run_dir} was searched with {flag} "
+                                    f"{recorded_value}; the held-out rows cannot change mid-search")
     elif run_dir.is_dir() and any(run_dir.iterdir()):
         raise BadInputError(f"-o {run_dir}: already exists; pass --resume to continue its search, or choose another")
     for path in config.students:

@@ -190,3 +190,14 @@ def test_resume_with_another_teacher(searched, run_cli, tmp_path, split):
     line = _bad(run_cli, out, other, "--data", train, "--eval-data", dev, "--max-accuracy-drop", "100", "--resume")
     assert "--resume" in line and "teacher" in line
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_resume_with_other_confirmation_rows(searched, run_cli, tmp_path, split, tiny_bert_dir):
+    out, result = searched
+    assert result.exit_code == 0, result.output
+    before = sorted(p.name for p in out.iterdir())
+    train, dev, _ = split
+    line = _bad(run_cli, out, tiny_bert_dir, "--data", train, "--eval-data", dev, "--max-accuracy-drop", "100",
+                "--resume", "--confirm-fraction", "0.5")
+    assert "--confirm-fraction 0.5" in line and "0.3" in line
+    assert sorted(p.name for p in out.iterdir()) == before

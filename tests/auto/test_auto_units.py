@@ -87,6 +87,10 @@ def test_formats_that_cannot_split_and_small_data_confirm_on_nothing_and_say_why
     held = prepare(str(small), None, 0.3, 0, tmp_path / "data")
     assert held.confirm is None and "9 confirmation rows" in held.note
     assert not (tmp_path / "data").exists()  # nothing written when nothing is split
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("sentence,label\n" + '"a film\nin two lines",1\n' * 100)
+    held = prepare(str(quoted), None, 0.3, 0, tmp_path / "data")
+    assert held.confirm is None and "span several lines" in held.note
     given = prepare(str(small), str(text), 0.3, 0, tmp_path / "data")
     assert (given.search, given.confirm) == (str(small), str(text))
 
