@@ -6,12 +6,13 @@ the fastest feasible trial. The feasible trials, fastest first, are taken ``size
 finalists and benched together against the teacher on the confirmation rows (``holdout``), for
 ``rounds`` rounds in alternating order; each finalist's objective is the median over the rounds. The
 winner is the best finalist within budget on the confirmation rows; when none is, the next finalists
-are tried, and when none of the feasible trials confirms, there is no winner.
+are tried (while the time budget lasts), and when none of them confirms, there is no winner.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,15 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
 
 
 def choose(feasible: list[dict[str, Any]], *, teacher: str, data: str, config: Any, size: int, rounds: int,
-           report_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The winning row (or None) and every finalist's record, in the order they were measured."""
+           report_dir: Path, deadline: float | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The winning row (or None) and every finalist's record, in the order they were measured. Past
+    ``deadline`` (``time.monotonic()``) no further group is started once one has been measured."""
     ordered = sorted(feasible, key=lambda r: r["objective_value"])
     measured: list[dict[str, Any]] = []
     for start in range(0, len(ordered), size):
+        if measured and deadline is not None and time.monotonic() > deadline:
+            progress.status(f"finalists: out of time after {len(measured)} of {len(ordered)} feasible trials")
+            break
         group = ordered[start:start + size]
         progress.status(f"finalists: trials {', '.join(str(r['trial']) for r in group)} on {data} "
                         f"({rounds} rounds side by side)")

@@ -142,3 +142,20 @@ def test_a_given_student_of_three_or_more_layers_can_lose_one(depth, layers_prun
     assert point.student == "/s" and point.prune_layers == layers_pruned
     assert point.prune_method() == ("ffn=0.3,layers=0.34" if depth == 3 else "ffn=0.3")
     assert ("prune_layers" in warm_start(space)) == (depth >= 3)
+
+
+def test_past_the_deadline_no_further_finalists_are_measured(monkeypatch, tmp_path):
+    from compressor.auto import finalists
+
+    calls = []
+
+    def measure(rows, **kwargs):
+        calls.append([r["trial"] for r in rows])
+        return [{"trial": r["trial"], "configuration": "", "confirm_cost": 2.0, "confirmed": False, "objective": 1.0}
+                for r in rows]
+
+    monkeypatch.setattr(finalists, "measure", measure)
+    rows = [_row(t, 0.1 * t) for t in range(6)]
+    chosen, measured = finalists.choose(rows, teacher="/t", data="/d", config=None, size=2, rounds=1,
+                                        report_dir=tmp_path, deadline=0.0)  # long past
+    assert chosen is None and calls == [[0, 1]] and len(measured) == 2
