@@ -38,7 +38,9 @@ def markdown(rows: list[dict[str, Any]], *, metric: str, budget_flag: str, budge
              winner: int | None) -> str:
     label, _ = OBJECTIVE_LABELS[objective]
     lines = [f"# compress auto: Pareto front ({metric} cost vs {label})", "",
-             f"Budget: {budget_flag} {budget:g} (cost on the dev data). Objective: {objective}.", "",
+             f"Budget: {budget_flag} {budget:g} (cost on the rows of --eval-data the search scored; the winner is "
+             f"chosen among the fastest of these on the held-out confirmation rows: finalists in auto.json). "
+             f"Objective: {objective}.", "",
              "| trial | configuration | dev " + metric + " | cost | within budget | p50 ms | size MB | samples/s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
