@@ -95,7 +95,10 @@ class AutoConfig:
     confirm_fraction: float = 0.3
     confirm_data: str | None = None
     finalists: int = 4
-    finalist_rounds: int = 3
+    finalist_rounds: int = 5
+    # Each finalist is timed at least this long per round (as many passes of the confirmation rows as that
+    # takes): one pass of a few hundred sub-millisecond calls is too short to rank models 5-10% apart.
+    finalist_seconds: float = 2.0
     # Fixed training and measuring settings.
     batch_size: int = 32
     max_length: int = 128
@@ -133,6 +136,8 @@ class AutoConfig:
             raise BadInputError(f"--lr {self.lr:g}: must be a finite number > 0")
         if self.threads is not None and self.threads < 1:
             raise BadInputError(f"--threads {self.threads}: must be at least 1")
+        if not (0 <= self.finalist_seconds <= 3600):
+            raise BadInputError(f"--finalist-seconds {self.finalist_seconds:g}: expected a value in [0, 3600]")
         if not (0 <= self.bench_seconds <= 3600):
             raise BadInputError(f"--bench-seconds {self.bench_seconds:g}: expected a value in [0, 3600]")
 

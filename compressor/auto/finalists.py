@@ -44,7 +44,7 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
     costs: dict[str, tuple[float, bool, Any]] = {}
     for round_ in range(rounds):
         order = paths if round_ % 2 == 0 else paths[::-1]
-        given = {"baseline": teacher, "data": data, "batch-sizes": batches, "min-seconds": config.bench_seconds,
+        given = {"baseline": teacher, "data": data, "batch-sizes": batches, "min-seconds": config.finalist_seconds,
                  "max-samples": 10**7, "no-memory": True, "profile-runs": 0, "report-dir": str(report_dir / f"round-{round_ + 1}"),
                  config.budget.gate: config.budget.value, **({"threads": config.threads} if config.threads else {})}
         _, bench_config = bench.parse(given, "compress auto finalists")

@@ -36,8 +36,10 @@ def _summary(report: dict) -> list[str]:
 @click.option("--confirm-data", default=None, help="Confirmation rows as a file of their own (instead of a share of --eval-data).")
 @click.option("--finalists", type=int, default=4, show_default=True,
               help="Fastest feasible trials benched together on the confirmation rows, this many at a time.")
-@click.option("--finalist-rounds", type=int, default=3, show_default=True,
+@click.option("--finalist-rounds", type=int, default=5, show_default=True,
               help="Side-by-side timing rounds of the finalists (alternating order; the median decides).")
+@click.option("--finalist-seconds", type=float, default=2.0, show_default=True,
+              help="Minimum timing of each finalist per round.")
 @click.option("--max-accuracy-drop", type=float, default=None, metavar="P", help="Classifiers: points of accuracy.")
 @click.option("--max-perplexity-increase", type=float, default=None, metavar="P", help="LMs: percent perplexity.")
 @click.option("--max-f1-drop", type=float, default=None, metavar="P", help="Token classifiers: entity-F1 points.")

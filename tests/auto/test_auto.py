@@ -13,7 +13,7 @@ import factories
 
 # Small enough for a tiny model: two short distillation lengths, fast timing.
 FAST = ("--distill-steps", "2,4", "--batch-size", "16", "--max-length", "32", "--bench-seconds", "0",
-        "--threads", "1", "--time-budget", "30m")  # --trials ends the search; a loaded machine must not stop it
+        "--threads", "1", "--time-budget", "30m", "--finalist-seconds", "0")  # --trials ends the search; a loaded machine must not stop it
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +73,12 @@ def test_trials_never_see_the_confirmation_rows_and_finalists_are_retimed(search
     finalists = report["finalists"]
     assert {f["trial"] for f in finalists} == {0, 1}  # both trials within the (wide) budget, one group
     for f in finalists:
-        assert len(f["objective_rounds"]) == 3 and f["objective"] > 0 and f["confirmed"]
+        assert len(f["objective_rounds"]) == 5 and f["objective"] > 0 and f["confirmed"]
     winner = report["winner"]
     chosen = next(f for f in finalists if f["trial"] == winner["trial"])
     assert chosen["objective"] == min(f["objective"] for f in finalists)
     assert winner["confirmation"] == chosen
-    assert (out / "finalists" / "group-1" / "round-3" / "report.json").is_file()
+    assert (out / "finalists" / "group-1" / "round-5" / "report.json").is_file()
 
 
 def test_recipe_validates_and_reproduces_the_winner(searched, run_cli, tmp_path):
