@@ -141,6 +141,23 @@ class AutoConfig:
         if not (0 <= self.bench_seconds <= 3600):
             raise BadInputError(f"--bench-seconds {self.bench_seconds:g}: expected a value in [0, 3600]")
 
+    def budget_gate(self, entry: dict[str, Any]) -> Any:
+        """The budget's bench gate on one bench entry (``.value``: the quality cost, ``.passed``)."""
+        from compressor.bench import gates
+
+        return gates.evaluate(entry, {self.budget.gate: self.budget.value}, 1)[0]
+
+    def objective_value(self, entry: dict[str, Any]) -> float | None:
+        """What the search minimises, read from one bench entry: p50 at batch 1, size, or minus the
+        samples/s at the throughput batch (None when the entry lacks it)."""
+        latency = entry.get("latency") or {}
+        if self.objective == "latency":
+            return (latency.get("1") or {}).get("p50_ms")
+        if self.objective == "size":
+            return entry.get("size_mb")
+        rate = (latency.get(str(self.throughput_batch)) or {}).get("samples_per_s")
+        return -rate if rate else None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["budget"] = {"option": self.budget.option, "value": self.budget.value}

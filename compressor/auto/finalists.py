@@ -20,23 +20,11 @@ from compressor import progress, stages
 from compressor.errors import GateFailedError
 
 
-def _objective(entry: dict[str, Any], objective: str, throughput_batch: int) -> float | None:
-    latency = entry.get("latency") or {}
-    if objective == "latency":
-        return (latency.get("1") or {}).get("p50_ms")
-    if objective == "size":
-        return entry.get("size_mb")
-    rate = (latency.get(str(throughput_batch)) or {}).get("samples_per_s")
-    return -rate if rate else None
-
-
 def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any, rounds: int,
             report_dir: Path) -> list[dict[str, Any]]:
     """Bench ``rows``' artifacts together against ``teacher`` on ``data`` ``rounds`` times (the order
     reversed every round); returns one record per row: the confirmation cost (the budget's gate on
     ``data``), the median objective and every round's value."""
-    from compressor.bench import gates
-
     bench = stages.get("bench")
     batches = "1" if config.objective != "throughput" else f"1,{config.throughput_batch}"
     paths = [str(Path(r["artifact"]).resolve()) for r in rows]
@@ -54,11 +42,11 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
             report = exc.report or {}
         for entry in report.get("artifacts", []):
             path = str(Path(entry["path"]).resolve())
-            value = _objective(entry, config.objective, config.throughput_batch)
+            value = config.objective_value(entry)
             if path in values and value is not None:
                 values[path].append(float(value))
             if path not in costs:
-                gate = gates.evaluate(entry, {config.budget.gate: config.budget.value}, 1)[0]
+                gate = config.budget_gate(entry)
                 costs[path] = (float(gate.value), bool(gate.passed), (entry.get("quality") or {}))
     records = []
     for row, path in zip(rows, paths):

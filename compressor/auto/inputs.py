@@ -90,14 +90,16 @@ def check_inputs(config: AutoConfig) -> Inputs:
                                     f"{recorded_value}; the held-out rows cannot change mid-search")
     elif run_dir.is_dir() and any(run_dir.iterdir()):
         raise BadInputError(f"-o {run_dir}: already exists; pass --resume to continue its search, or choose another")
+    depths = []
     for path in config.students:
         student = open_artifact(path)
         if student.task != teacher.task or type(student.family) is not type(teacher.family) or \
                 student.format != teacher.format:
             raise BadInputError(f"--student {path}: a {student.format} {student.task} model; the teacher "
                                 f"{config.teacher} is a {teacher.format} {teacher.task} model of another family or task")
+        depths.append(student.family.layer_count(student.config))
     layers = teacher.family.layer_count(teacher.config)
-    space = build_space(config, layers)
+    space = build_space(config, layers, tuple(depths))
     context = Context(teacher=str(Path(config.teacher).resolve()), data=str(Path(config.data).resolve()),
                       eval_data=str(Path(config.eval_data).resolve()), teacher_layers=layers,
                       max_length=config.max_length, batch_size=config.batch_size, lr=config.lr, seed=config.seed)

@@ -129,13 +129,11 @@ class _Search:
         return self._record(trial, report, artifact, time.monotonic() - started)
 
     def _record(self, trial: Any, report: dict[str, Any], artifact: Path, seconds: float) -> float:
-        from compressor.bench import gates
-
         bench = next(s["report"] for s in report["stages"] if s.get("run") == "bench")
         skipped = [s["name"] for s in report["stages"] if s.get("skipped")]
         trial.set_user_attr("reused", skipped)
         entry, baseline = bench["artifacts"][0], bench["baseline"]
-        gate = gates.evaluate(entry, {self.config.budget.gate: self.config.budget.value}, 1)[0]
+        gate = self.config.budget_gate(entry)
         metric = self.task.metric
         latency = entry.get("latency") or {}
         p50 = (latency.get("1") or {}).get("p50_ms")
@@ -149,8 +147,7 @@ class _Search:
         }
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        value = {"latency": p50, "size": entry.get("size_mb"),
-                 "throughput": -throughput if throughput else None}[self.config.objective]
+        value = self.config.objective_value(entry)
         if value is None:
             raise CompressError(f"trial {trial.number}: the bench report has no {self.config.objective} measurement")
         verdict = "within budget" if gate.passed else "over budget"
@@ -343,10 +340,9 @@ def _finish(search: _Search, study: Any, winner: dict[str, Any], confirmed: dict
         passed = True
     except GateFailedError as exc:
         report, passed = exc.report or {}, False
-    from compressor.bench import gates
 
     entry, baseline = report["artifacts"][0], report["baseline"]
-    gate = gates.evaluate(entry, {config.budget.gate: config.budget.value}, 1)[0]
+    gate = config.budget_gate(entry)
     metric = inputs.task.metric
     teacher_p50 = baseline["latency"]["1"]["p50_ms"]
     p50 = entry["latency"]["1"]["p50_ms"]

@@ -146,7 +146,8 @@ def default_student_layers(teacher_layers: int) -> tuple[int, ...]:
     return tuple(range(low, high + 1))
 
 
-def build_space(config: Any, teacher_layers: int) -> Space:
+def build_space(config: Any, teacher_layers: int, student_depths: tuple[int, ...] = ()) -> Space:
+    """The space of ``config``'s ranges; ``student_depths``: the layer counts of ``config.students``."""
     layers = config.student_layers or default_student_layers(teacher_layers)
     if max(layers) >= teacher_layers:
         raise BadInputError(f"--student-layers {','.join(map(str, layers))}: a student needs fewer layers than the "
@@ -158,15 +159,9 @@ def build_space(config: Any, teacher_layers: int) -> Space:
     steps = tuple(n for n in config.distill_steps if n > 0)  # 0: no new distillation, only --student
     if not steps and not config.students:
         raise BadInputError("--distill-steps 0: no new distillation needs an existing --student to search from")
-    from compressor.artifact import open_artifact
-
-    depths = []
-    for path in config.students:
-        student = open_artifact(path)
-        depths.append(student.family.layer_count(student.config))
     return Space(student_layers=tuple(layers), distill_steps=steps,
                  backends=available_backends(config.backends), vocab=vocab,
-                 students=tuple(str(Path(s).resolve()) for s in config.students), student_depths=tuple(depths),
+                 students=tuple(str(Path(s).resolve()) for s in config.students), student_depths=student_depths,
                  recover_steps=config.recover_steps)
 
 

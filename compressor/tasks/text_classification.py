@@ -113,8 +113,8 @@ class TextClassification(Task):
                       flag: str, labels_needed: bool = True) -> Any:
         """One tokenised row per example of a table, at most ``max_length`` tokens. The rows need labels
         only when a loss reads them (``labels_needed``: --alpha-ce > 0); otherwise an unlabelled table
-        (a ``sentence`` column of in-domain text) is a transfer set the teacher labels. Plain LM text
-        (no table) never trains a classifier."""
+        (a ``sentence`` column, or a plain-text file whose blank-line-separated blocks are rows) is a
+        transfer set the teacher labels."""
         from compressor.distill.batches import Rows
 
         columns, _ = read_table(spec.path, split=spec.split, no_header=spec.no_header)
