@@ -99,6 +99,9 @@ class AutoConfig:
     # Each finalist is timed at least this long per round (as many passes of the confirmation rows as that
     # takes): one pass of a few hundred sub-millisecond calls is too short to rank models 5-10% apart.
     finalist_seconds: float = 2.0
+    # Finalists whose median objective is within this share of the best one's are tied on a timed objective
+    # (the same artifact's rounds spread 5-10% on a shared CPU): the smallest of them wins.
+    finalist_tie: float = 0.05
     # Fixed training and measuring settings.
     batch_size: int = 32
     max_length: int = 128
@@ -138,6 +141,8 @@ class AutoConfig:
             raise BadInputError(f"--threads {self.threads}: must be at least 1")
         if not (0 <= self.finalist_seconds <= 3600):
             raise BadInputError(f"--finalist-seconds {self.finalist_seconds:g}: expected a value in [0, 3600]")
+        if not (0 <= self.finalist_tie <= 0.5):
+            raise BadInputError(f"--finalist-tie {self.finalist_tie:g}: expected a share in [0, 0.5]")
         if not (0 <= self.bench_seconds <= 3600):
             raise BadInputError(f"--bench-seconds {self.bench_seconds:g}: expected a value in [0, 3600]")
 

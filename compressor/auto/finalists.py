@@ -6,11 +6,14 @@ the fastest feasible trial. The feasible trials, fastest first, are taken ``size
 finalists and benched together against the teacher on the confirmation rows (``holdout``), for
 ``rounds`` rounds in alternating order; each finalist's objective is the median over the rounds. The
 winner is the best finalist within budget on the confirmation rows; when none is, the next finalists
-are tried (while the time budget lasts), and when none of them confirms, there is no winner.
+are tried (while the time budget lasts), and when none of them confirms, there is no winner. Finalists
+whose medians are within ``tie`` of the best one's cannot be told apart by timing on a shared machine, so
+the smallest on disk of them wins (``pick``).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from pathlib import Path
@@ -30,6 +33,7 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
     paths = [str(Path(r["artifact"]).resolve()) for r in rows]
     values: dict[str, list[float]] = {p: [] for p in paths}
     costs: dict[str, tuple[float, bool, Any]] = {}
+    sizes: dict[str, float] = {}
     for round_ in range(rounds):
         order = paths if round_ % 2 == 0 else paths[::-1]
         given = {"baseline": teacher, "data": data, "batch-sizes": batches, "min-seconds": config.finalist_seconds,
@@ -45,6 +49,8 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
             value = config.objective_value(entry)
             if path in values and value is not None:
                 values[path].append(float(value))
+            if entry.get("size_mb") is not None:
+                sizes[path] = float(entry["size_mb"])
             if path not in costs:
                 gate = config.budget_gate(entry)
                 costs[path] = (float(gate.value), bool(gate.passed), (entry.get("quality") or {}))
@@ -54,13 +60,28 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
         measured = values[path]
         records.append({"trial": row["trial"], "configuration": row["configuration"], "search_cost": row["cost"],
                         "search_objective": row["objective_value"], "confirm_cost": cost, "confirmed": passed,
-                        "confirm_quality": quality, "objective_rounds": measured,
+                        "confirm_quality": quality, "size_mb": sizes.get(path), "objective_rounds": measured,
                         "objective": statistics.median(measured) if measured else None})
     return records
 
 
+def pick(records: list[dict[str, Any]], tie: float = 0.0) -> dict[str, Any] | None:
+    """The best confirmed record: the lowest median objective, or, among those within ``tie`` (a share of
+    the best's magnitude) of it, the smallest on disk; the chosen record notes the trials it was tied with."""
+    confirmed = [r for r in records if r["confirmed"] and r["objective"] is not None]
+    if not confirmed:
+        return None
+    best = min(confirmed, key=lambda r: r["objective"])
+    tied = [r for r in confirmed if r["objective"] - best["objective"] <= tie * abs(best["objective"])]
+    chosen = min(tied, key=lambda r: (r.get("size_mb") if r.get("size_mb") is not None else math.inf,
+                                      r["objective"]))
+    if len(tied) > 1:
+        chosen["tied_with"] = sorted(r["trial"] for r in tied if r is not chosen)
+    return chosen
+
+
 def choose(feasible: list[dict[str, Any]], *, teacher: str, data: str, config: Any, size: int, rounds: int,
-           report_dir: Path, deadline: float | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+           report_dir: Path, deadline: float | None = None, tie: float = 0.0) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The winning row (or None) and every finalist's record, in the order they were measured. Past
     ``deadline`` (``time.monotonic()``) no further group is started once one has been measured."""
     ordered = sorted(feasible, key=lambda r: r["objective_value"])
@@ -75,8 +96,7 @@ def choose(feasible: list[dict[str, Any]], *, teacher: str, data: str, config: A
         records = measure(group, teacher=teacher, data=data, config=config, rounds=rounds,
                           report_dir=report_dir / f"group-{start // size + 1}")
         measured += records
-        confirmed = [r for r in records if r["confirmed"] and r["objective"] is not None]
-        if confirmed:
-            best = min(confirmed, key=lambda r: r["objective"])
+        best = pick(records, tie)
+        if best is not None:
             return next(r for r in group if r["trial"] == best["trial"]), measured
     return None, measured

@@ -40,6 +40,8 @@ def _summary(report: dict) -> list[str]:
               help="Side-by-side timing rounds of the finalists (alternating order; the median decides).")
 @click.option("--finalist-seconds", type=float, default=2.0, show_default=True,
               help="Minimum timing of each finalist per round.")
+@click.option("--finalist-tie", type=float, default=0.05, show_default=True,
+              help="Finalists this close (a share) to the fastest are tied; the smallest on disk wins.")
 @click.option("--max-accuracy-drop", type=float, default=None, metavar="P", help="Classifiers: points of accuracy.")
 @click.option("--max-perplexity-increase", type=float, default=None, metavar="P", help="LMs: percent perplexity.")
 @click.option("--max-f1-drop", type=float, default=None, metavar="P", help="Token classifiers: entity-F1 points.")

@@ -159,3 +159,20 @@ def test_past_the_deadline_no_further_finalists_are_measured(monkeypatch, tmp_pa
     chosen, measured = finalists.choose(rows, teacher="/t", data="/d", config=None, size=2, rounds=1,
                                         report_dir=tmp_path, deadline=0.0)  # long past
     assert chosen is None and calls == [[0, 1]] and len(measured) == 2
+
+
+@pytest.mark.parametrize("tie, winner, tied_with", [
+    (0.0, 1, None),  # no tolerance: the fastest median
+    (0.05, 2, [1]),  # trial 2 is 4% slower and smaller on disk: tied, the smaller wins
+    (0.10, 2, [1, 3]),  # trial 3 (9% slower) is tied too but larger than trial 2
+])
+def test_finalists_tied_on_timing_go_to_the_smallest(tie, winner, tied_with):
+    from compressor.auto.finalists import pick
+
+    def record(trial, objective, size_mb, confirmed=True):
+        return {"trial": trial, "objective": objective, "size_mb": size_mb, "confirmed": confirmed}
+
+    records = [record(1, 1.00, 16.6), record(2, 1.04, 9.2), record(3, 1.09, 12.0), record(4, 0.90, 5.0, False)]
+    chosen = pick(records, tie)
+    assert chosen["trial"] == winner and chosen.get("tied_with") == tied_with
+    assert pick([record(4, 0.9, 5.0, False)], tie) is None  # nothing confirmed: no winner
