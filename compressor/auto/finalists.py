@@ -82,9 +82,17 @@ def pick(records: list[dict[str, Any]], tie: float = 0.0) -> dict[str, Any] | No
 
 def choose(feasible: list[dict[str, Any]], *, teacher: str, data: str, config: Any, size: int, rounds: int,
            report_dir: Path, deadline: float | None = None, tie: float = 0.0) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The winning row (or None) and every finalist's record, in the order they were measured. Past
+    """The winning row (or None) and every finalist's record, in the order they were measured; each
+    artifact is measured once, however many trials built it. Past
     ``deadline`` (``time.monotonic()``) no further group is started once one has been measured."""
-    ordered = sorted(feasible, key=lambda r: r["objective_value"])
+    ordered, seen = [], set()
+    for row in sorted(feasible, key=lambda r: r["objective_value"]):
+        # Trials that repeat a configuration share its stages, so their artifact: bench it once, as the
+        # trial that read fastest, and give the slot to the next distinct artifact.
+        path = str(Path(row["artifact"]).resolve())
+        if path not in seen:
+            seen.add(path)
+            ordered.append(row)
     measured: list[dict[str, Any]] = []
     for start in range(0, len(ordered), size):
         if measured and deadline is not None and time.monotonic() > deadline:

@@ -144,6 +144,25 @@ def test_a_given_student_of_three_or_more_layers_can_lose_one(depth, layers_prun
     assert ("prune_layers" in warm_start(space)) == (depth >= 3)
 
 
+def test_trials_that_built_the_same_artifact_take_one_finalist_slot(monkeypatch, tmp_path):
+    from compressor.auto import finalists
+
+    calls = []
+
+    def measure(rows, **kwargs):
+        calls.append([r["trial"] for r in rows])
+        return [{"trial": r["trial"], "configuration": "", "confirm_cost": 0.0, "confirmed": True,
+                 "objective": 1.0 + r["trial"], "size_mb": 1.0} for r in rows]
+
+    monkeypatch.setattr(finalists, "measure", measure)
+    rows = [_row(t, 0.1 * t) for t in range(5)]
+    for row in rows[1:3]:  # trials 1 and 2 repeat trial 0's configuration: the same artifact
+        row["artifact"] = "/a/0"
+    chosen, measured = finalists.choose(rows, teacher="/t", data="/d", config=None, size=3, rounds=1,
+                                        report_dir=tmp_path)
+    assert calls == [[0, 3, 4]] and chosen["trial"] == 0
+
+
 def test_past_the_deadline_no_further_finalists_are_measured(monkeypatch, tmp_path):
     from compressor.auto import finalists
 
