@@ -52,20 +52,21 @@ def dynamic(input_file: Path, out: Path, exclude: list[str], *, per_channel: boo
     )
 
 
-def static(input_file: Path, out: Path, exclude: list[str], *, attention: list[str], reader: Any,
+def static(input_file: Path, out: Path, exclude: list[str], *, weight_only: list[str], reader: Any,
            config: QuantizeConfig, reduce_range: bool, extra: dict[str, Any], workdir: Path,
            calibration_cache: Path) -> None:
-    """QDQ MatMul/Gemm; fused ``attention`` nodes become QAttention first (dynamic INT8)."""
+    """QDQ MatMul/Gemm. The ``weight_only`` nodes are quantized first, as int8-dynamic does: fused
+    Attention becomes QAttention and embedding Gathers look up an INT8 table."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     source, options = input_file, {**extra, "ActivationSymmetric": False, "WeightSymmetric": True}
-    if attention:
-        # Fused Attention first becomes QAttention; the QDQ pass below then sees it as a foreign op,
-        # so float is the default type for tensors shape inference cannot follow through it.
-        source = workdir / "attention-int8.onnx"
+    if weight_only:
+        # The QDQ pass below then sees QAttention and the dequantized lookups as foreign ops, so float
+        # is the default type for tensors shape inference cannot follow through them.
+        source = workdir / "weight-only-int8.onnx"
         quantize_dynamic(
-            str(input_file), str(source), op_types_to_quantize=["Attention"], nodes_to_quantize=attention,
+            str(input_file), str(source), op_types_to_quantize=["Attention", "Gather"], nodes_to_quantize=weight_only,
             per_channel=config.per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
             extra_options=extra,
         )

@@ -140,16 +140,17 @@ class OnnxEngine(Engine):
             if not node.name:
                 continue
             op = node.op_type
+            # Only embedding Gathers (a float table) are quantized; index Gathers on shapes are not.
+            embedding = op == "Gather" and node.input[0] in inits and inits[node.input[0]].data_type in floats
             if self.method == "int8-dynamic" and op in DYNAMIC_OPS:
-                # Only embedding Gathers (a float table) are quantized; index Gathers on shapes are not.
-                if op == "Gather" and not (node.input[0] in inits and inits[node.input[0]].data_type in floats):
+                if op == "Gather" and not embedding:
                     continue
                 # Only MatMuls with a weight: quantizing activation x activation products (unfused
                 # attention) costs two DynamicQuantizeLinear per product and buys nothing.
                 if op == "MatMul" and node.input[1] not in inits:
                     continue
                 units.append(Unit(node.name, op))
-            elif self.method == "int8-static" and (op in STATIC_OPS or op == "Attention"):
+            elif self.method == "int8-static" and (op in STATIC_OPS or op == "Attention" or embedding):
                 units.append(Unit(node.name, op))
             elif self.method == "int4-weight" and op == "MatMul":
                 weight = inits.get(node.input[1])
@@ -178,7 +179,9 @@ class OnnxEngine(Engine):
                         activation_type_reason="u8 activations x s8 weights is the fast integer path on x86",
                         attention="fused Attention -> QAttention (INT8 weights, activations quantized at run "
                                   "time): QDQ has no quantized fused-Attention kernel on CPU, and a float "
-                                  "Attention keeps a quarter of the weights and most of the latency in fp32")
+                                  "Attention keeps a quarter of the weights and most of the latency in fp32",
+                        embeddings="embedding Gathers: INT8 tables, dequantized after the lookup (as int8-dynamic); "
+                                   "a float table would hold most of a small model's bytes")
         elif self.method == "int4-weight":
             base.update(operator="MatMulNBits", bits=4, block_size=c.block_size, symmetric=c.symmetric,
                         accuracy_level=c.accuracy_level)
@@ -266,9 +269,9 @@ class OnnxEngine(Engine):
                              reduce_range=self.isa.reduce_range, extra=self._extra())
 
     def _static(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None) -> None:
-        attention = [u.name for u in self._units if u.op_type == "Attention" and u.name not in exclude]
+        weight_only = [u.name for u in self._units if u.op_type in ("Attention", "Gather") and u.name not in exclude]
         reader = onnx_methods.CalibrationReader(self.float_runner, batches) if batches is not None else None
-        onnx_methods.static(self.input_file, out, exclude, attention=attention, reader=reader, config=self.config,
+        onnx_methods.static(self.input_file, out, exclude, weight_only=weight_only, reader=reader, config=self.config,
                             reduce_range=self.isa.reduce_range, extra=self._extra(), workdir=self.workdir,
                             calibration_cache=self._calibration_cache)
 

@@ -77,6 +77,9 @@ def test_int8_static_qdq_with_calibration(run_cli, bert_onnx, tmp_path, calib_me
     assert report["settings"]["per_channel"] is False
     assert report["ops"]["by_op_type"]["MatMul"] == {"quantized": 12, "float": 0}
     assert report["ops"]["by_op_type"]["Attention"] == {"quantized": 4, "float": 0}
+    # Embedding tables are INT8 too (weight-only, as int8-dynamic): a float table would keep most bytes.
+    assert report["ops"]["by_op_type"]["Gather"] == {"quantized": 3, "float": 0}
+    assert report["size_bytes_after"] < report["size_bytes_before"] / 2, report["compression_ratio"]
     graph = ops(out)
     assert graph["QuantizeLinear"] > 0 and graph["DequantizeLinear"] > graph["QuantizeLinear"]
     assert graph["QAttention"] == 4 and graph["Attention"] == 0  # QDQ has no fused-Attention kernel
