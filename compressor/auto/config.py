@@ -163,6 +163,12 @@ class AutoConfig:
         rate = (latency.get(str(self.throughput_batch)) or {}).get("samples_per_s")
         return -rate if rate else None
 
+    @property
+    def objective_tie(self) -> float:
+        """The share within which finalists' objectives are tied: ``finalist_tie`` for timed objectives;
+        none for size, which is exact."""
+        return 0.0 if self.objective == "size" else self.finalist_tie
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["budget"] = {"option": self.budget.option, "value": self.budget.value}

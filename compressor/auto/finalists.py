@@ -23,6 +23,11 @@ from compressor import progress, stages
 from compressor.errors import GateFailedError
 
 
+def _key(path: str) -> str:
+    """An artifact directory as one key: trials repeating a configuration share its stages' directory."""
+    return str(Path(path).resolve())
+
+
 def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any, rounds: int,
             report_dir: Path) -> list[dict[str, Any]]:
     """Bench ``rows``' artifacts together against ``teacher`` on ``data`` ``rounds`` times (the order
@@ -30,10 +35,9 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
     ``data``), the median objective and every round's value."""
     bench = stages.get("bench")
     batches = "1" if config.objective != "throughput" else f"1,{config.throughput_batch}"
-    paths = [str(Path(r["artifact"]).resolve()) for r in rows]
+    paths = [_key(r["artifact"]) for r in rows]
     values: dict[str, list[float]] = {p: [] for p in paths}
-    costs: dict[str, tuple[float, bool, Any]] = {}
-    sizes: dict[str, float] = {}
+    costs: dict[str, tuple[float, bool, Any, float | None]] = {}
     for round_ in range(rounds):
         order = paths if round_ % 2 == 0 else paths[::-1]
         given = {"baseline": teacher, "data": data, "batch-sizes": batches, "min-seconds": config.finalist_seconds,
@@ -45,22 +49,20 @@ def measure(rows: list[dict[str, Any]], *, teacher: str, data: str, config: Any,
         except GateFailedError as exc:  # some finalist over budget here: still a measurement
             report = exc.report or {}
         for entry in report.get("artifacts", []):
-            path = str(Path(entry["path"]).resolve())
+            path = _key(entry["path"])
             value = config.objective_value(entry)
             if path in values and value is not None:
                 values[path].append(float(value))
-            if entry.get("size_mb") is not None:
-                sizes[path] = float(entry["size_mb"])
             if path not in costs:
                 gate = config.budget_gate(entry)
-                costs[path] = (float(gate.value), bool(gate.passed), (entry.get("quality") or {}))
+                costs[path] = (float(gate.value), bool(gate.passed), (entry.get("quality") or {}), entry.get("size_mb"))
     records = []
     for row, path in zip(rows, paths):
-        cost, passed, quality = costs.get(path, (float("nan"), False, {}))
+        cost, passed, quality, size_mb = costs.get(path, (float("nan"), False, {}, None))
         measured = values[path]
         records.append({"trial": row["trial"], "configuration": row["configuration"], "search_cost": row["cost"],
                         "search_objective": row["objective_value"], "confirm_cost": cost, "confirmed": passed,
-                        "confirm_quality": quality, "size_mb": sizes.get(path), "objective_rounds": measured,
+                        "confirm_quality": quality, "size_mb": size_mb, "objective_rounds": measured,
                         "objective": statistics.median(measured) if measured else None})
     return records
 
@@ -89,7 +91,7 @@ def choose(feasible: list[dict[str, Any]], *, teacher: str, data: str, config: A
     for row in sorted(feasible, key=lambda r: r["objective_value"]):
         # Trials that repeat a configuration share its stages, so their artifact: bench it once, as the
         # trial that read fastest, and give the slot to the next distinct artifact.
-        path = str(Path(row["artifact"]).resolve())
+        path = _key(row["artifact"])
         if path not in seen:
             seen.add(path)
             ordered.append(row)

@@ -265,7 +265,7 @@ def run_auto(config: AutoConfig) -> dict[str, Any]:
     winner, measured = finalists.choose(
         feasible, teacher=inputs.context.teacher, data=held.confirm or held.search, config=config,
         size=config.finalists, rounds=config.finalist_rounds, report_dir=run_dir / "finalists",
-        deadline=search.deadline - 60.0, tie=config.finalist_tie if config.objective != "size" else 0.0)
+        deadline=search.deadline - 60.0, tie=config.objective_tie)
     metric = inputs.task.metric
     table = pareto.write(run_dir, rows, metric=metric, budget_flag=config.budget.flag, budget=config.budget.value,
                          objective=config.objective, winner=winner["trial"] if winner else None)
