@@ -13,6 +13,10 @@ from compressor.errors import BadInputError
 # the chain (onnx, onnxruntime's optimizer and quantizer) handles.
 MIN_OPSET, MAX_OPSET = 14, 22
 OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3")
+# What becomes of onnxruntime's fused SkipLayerNormalization: "split" into Sum + LayerNormalization
+# (onnxruntime's CPU kernel for the fused op is the slower one, see export/layernorm_split.py),
+# "fused" as the optimizer left it, "auto": split for --device cpu, fused for cuda.
+SKIP_LAYERNORM = ("auto", "split", "fused")
 
 # Max |logit diff| allowed between PyTorch and onnxruntime. fp32 graphs differ only by fusion and
 # summation order; O3's tanh-approximated GELU and fp16 move logits further.
@@ -38,6 +42,7 @@ class ExportConfig:
     parity_samples: int = 512
     max_length: int = 128
     atol: float | None = None
+    skip_layernorm: str = "auto"
 
     def __post_init__(self) -> None:
         if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
@@ -51,7 +56,13 @@ class ExportConfig:
                 "--fp16 with --device cpu: onnxruntime's CPU provider cannot run these fp16 graphs; "
                 "use --device cuda or drop --fp16"
             )
+        if self.skip_layernorm not in SKIP_LAYERNORM:
+            raise BadInputError(f"--skip-layernorm {self.skip_layernorm!r}: choose one of {', '.join(SKIP_LAYERNORM)}")
         check_parity_options(self.atol, self.parity_samples)
+
+    @property
+    def split_skip_layernorm(self) -> bool:
+        return self.skip_layernorm == "split" or (self.skip_layernorm == "auto" and self.device == "cpu")
 
     @property
     def tolerance(self) -> float:

@@ -75,9 +75,11 @@ def graph_summary(onnx_file: Path) -> dict[str, Any]:
 
 
 def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, config: ExportConfig, source: Any,
-                  task: Any) -> None:
-    """optimum's export into ``out``, then onnxruntime's fusions. A model whose KV cache differs per
-    layer (head-pruned) exports with a per-layer cache, as its family says how (``Family.past_export``)."""
+                  task: Any) -> int:
+    """optimum's export into ``out``, then onnxruntime's fusions (on CPU with the fused
+    SkipLayerNormalizations split again); returns how many were split. A model whose KV cache differs
+    per layer (head-pruned) exports with a per-layer cache, as its family says how
+    (``Family.past_export``)."""
     from optimum.exporters.onnx import onnx_export_from_model
 
     custom, context = source.family.past_export(model, export_task, [tokenizer])
@@ -91,7 +93,24 @@ def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, confi
     if config.optimize != "O0" or config.fp16:
         progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
         _optimize(out, config, source.family.ort_optimizer_type(source.config.get("model_type", "")))
+    split = _split_skip_layernorm(out / "model.onnx") if config.split_skip_layernorm else 0
     task.finish_export(model, out)
+    return split
+
+
+def _split_skip_layernorm(onnx_file: Path) -> int:
+    """Sum + LayerNormalization in place of each fused SkipLayerNormalization (faster on CPU); the
+    weights stay where they are (external data included), only the nodes change."""
+    import onnx
+
+    from compressor.export.layernorm_split import split_skip_layernorm
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    split = split_skip_layernorm(model)
+    if split:
+        progress.status(f"split {split} SkipLayerNormalization nodes into Sum + LayerNormalization (CPU)")
+        onnx.save(model, str(onnx_file))
+    return split
 
 
 def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
@@ -119,7 +138,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
     # The scratch space takes onnxruntime's optimizer's temporary copy of the model (a killed run's is removed).
     with staged_output(dst, sources=[source.path], force=force) as out, scratch_space(out):
         progress.status(f"exporting {source.path} ({source.family.name}, {source.task}) to ONNX")
-        _export_graph(model, out, export_task, tokenizer, config, source, task)
+        split = _export_graph(model, out, export_task, tokenizer, config, source, task)
         onnx_file = out / "model.onnx"
 
         progress.status(f"checking parity on {sum(len(b['input_ids']) for b in batches)} inputs")
@@ -137,6 +156,7 @@ def export_onnx(src: str | Path, dst: str | Path, config: ExportConfig, *, force
             "with_past": export_task.endswith("-with-past"),
             "past_heads_per_layer": heads,
             "graph": graph_summary(onnx_file),
+            "skip_layernorm": {"mode": config.skip_layernorm, "split": split},
             "size_bytes": sum(p.stat().st_size for p in out.glob("*.onnx*")),
             "parity": parity,
         }
