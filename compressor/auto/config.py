@@ -99,7 +99,7 @@ class AutoConfig:
     # Each finalist is timed at least this long per round (as many passes of the confirmation rows as that
     # takes): one pass of a few hundred sub-millisecond calls is too short to rank models 5-10% apart.
     finalist_seconds: float = 2.0
-    # Finalists whose median objective is within this share of the best one's are tied on a timed objective
+    # Finalists whose best-round objective is within this share of the best one's are tied on a timed objective
     # (the same artifact's rounds spread 5-10% on a shared CPU): the smallest of them wins.
     finalist_tie: float = 0.05
     # Fixed training and measuring settings.

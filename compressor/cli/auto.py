@@ -37,7 +37,7 @@ def _summary(report: dict) -> list[str]:
 @click.option("--finalists", type=int, default=4, show_default=True,
               help="Fastest feasible trials benched together on the confirmation rows, this many at a time.")
 @click.option("--finalist-rounds", type=int, default=5, show_default=True,
-              help="Side-by-side timing rounds of the finalists (alternating order; the median decides).")
+              help="Side-by-side timing rounds of the finalists (alternating order; each finalist's best round decides).")
 @click.option("--finalist-seconds", type=float, default=2.0, show_default=True,
               help="Minimum timing of each finalist per round.")
 @click.option("--finalist-tie", type=float, default=0.05, show_default=True,

@@ -110,7 +110,7 @@ def test_the_winner_is_the_fastest_finalist_within_budget_on_the_confirmation_ro
                                                                                    confirmed, winner, groups):
     from compressor.auto import finalists
 
-    retimed = {0: 0.7, 1: 0.9, 2: 0.8, 3: 2.0, 4: 3.0}  # trial -> median of the side-by-side rounds
+    retimed = {0: 0.7, 1: 0.9, 2: 0.8, 3: 2.0, 4: 3.0}  # trial -> best of the side-by-side rounds
     calls = []
 
     def measure(rows, **kwargs):
@@ -181,7 +181,7 @@ def test_past_the_deadline_no_further_finalists_are_measured(monkeypatch, tmp_pa
 
 
 @pytest.mark.parametrize("tie, winner, tied_with", [
-    (0.0, 1, None),  # no tolerance: the fastest median
+    (0.0, 1, None),  # no tolerance: the fastest
     (0.05, 2, [1]),  # trial 2 is 4% slower and smaller on disk: tied, the smaller wins
     (0.10, 2, [1, 3]),  # trial 3 (9% slower) is tied too but larger than trial 2
 ])
