@@ -90,10 +90,12 @@ def _export_graph(model: Any, out: Path, export_task: str, tokenizer: Any, confi
                                    preprocessors=[tokenizer], do_validation=False, custom_onnx_configs=custom)
     except (ValueError, RuntimeError, OSError) as exc:
         raise RuntimeFailureError(f"{source.path}: ONNX export failed ({str(exc).splitlines()[0]})") from exc
-    if config.optimize != "O0" or config.fp16:
+    split = 0
+    if config.optimize != "O0" or config.fp16:  # only onnxruntime's optimizer makes fused nodes to split
         progress.status(f"optimising the graph ({config.optimize}{', fp16' if config.fp16 else ''})")
         _optimize(out, config, source.family.ort_optimizer_type(source.config.get("model_type", "")))
-    split = _split_skip_layernorm(out / "model.onnx") if config.split_skip_layernorm else 0
+        if config.split_skip_layernorm:
+            split = _split_skip_layernorm(out / "model.onnx")
     task.finish_export(model, out)
     return split
 
