@@ -2,7 +2,7 @@
 
 onnxruntime's transformer optimizer fuses ``Add [+ Add] -> LayerNormalization`` into one
 SkipLayerNormalization (SkipSimplifiedLayerNormalization for RMSNorm). Its CPU kernel is the slow one
-(a micro-benchmark: 53 vs 14 us for 25 x 384, one thread), so on CPU the export splits each into
+(one node timed alone: 53-59 vs 14-23 us for 25 x 384, one thread), so on CPU the export splits each into
 ``Sum + LayerNormalization`` (``compressor/export/layernorm_split.py``). This script measures what that
 buys on every family it applies to, with the real teachers:
 

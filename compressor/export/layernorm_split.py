@@ -1,9 +1,9 @@
 """Undo onnxruntime's SkipLayerNormalization fusion for CPU graphs: ``Sum`` + ``LayerNormalization``.
 
 Why: onnxruntime's CPU kernel for the fused op is several times slower than the two ops it replaces
-(``benchmarks/layernorm_split.py``: 53 vs 14 us for a 25 x 384 BERT row, 127 vs 27 us at 64 tokens,
-onnxruntime 1.31, one thread), and a BERT layer runs two of them. A small INT8 student spends more time
-in them than in its matrix products.
+(one node timed alone, onnxruntime 1.31, one thread: 53-59 vs 14-23 us for 25 x 384, 127-137 vs 27-42 us
+at 64 tokens), and a BERT layer runs two of them: in a 3-layer INT8 student they took 315 of 1,213 us
+per run. Whole models fused against split: ``benchmarks/layernorm_split.py``.
 
 Why ``Sum`` and not ``Add``: onnxruntime re-fuses ``Add -> [Add] -> LayerNormalization`` into
 SkipLayerNormalization when it loads a graph whose shapes are known (every quantized graph), so a
