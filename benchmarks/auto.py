@@ -7,7 +7,9 @@ lower p50 than the teacher, >= 4x lower than the optimum INT8 peer, >= 10x small
 Writes benchmarks/results/auto.json and prints the table.
 
     python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--student DIR]
-                              [--recover-steps 0,40] [--backends onnx] [--run-name run] [--measure-only]
+                              [--recover-steps 0,40] [--recover-data FILE] [--backends onnx]
+                              [--vocab auto|on|off] [--vocab-data FILE] [--vocab-size N]
+                              [--run-name run] [--measure-only]
 
 compress auto holds out 30% of dev (seeded) from the search and picks the winner among the fastest
 feasible trials re-benched together on those rows; the JSON records the split and every finalist.
@@ -53,6 +55,9 @@ def search(args: argparse.Namespace, run_dir: Path) -> int:
         cmd += ["--recover-steps", args.recover_steps]
     if args.backends:
         cmd += ["--backends", args.backends]
+    for flag in ("recover_data", "vocab", "vocab_data", "vocab_size"):
+        if getattr(args, flag) is not None:
+            cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if (run_dir / "auto.json").exists():
         cmd.append("--resume")
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
@@ -138,6 +143,10 @@ def main() -> None:
                         help="An existing student searched besides new distillations (compress auto --student).")
     parser.add_argument("--recover-steps", default=None, help="compress auto --recover-steps (e.g. 0,40).")
     parser.add_argument("--backends", default=None, help="compress auto --backends (default: every one installed).")
+    parser.add_argument("--recover-data", default=None, help="compress auto --recover-data (e.g. the transfer set).")
+    parser.add_argument("--vocab", default=None, choices=["auto", "on", "off"], help="compress auto --vocab.")
+    parser.add_argument("--vocab-data", default=None, help="compress auto --vocab-data.")
+    parser.add_argument("--vocab-size", default=None, type=int, help="compress auto --vocab-size.")
     parser.add_argument("--run-name", default="run", help="run directory under benchmarks/work/auto (resumed if there)")
     parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
@@ -174,7 +183,8 @@ def main() -> None:
         "benchmark": "compress auto on SST-2 (MiniLM-L6 teacher), issue 13",
         "search": {"time_budget": args.time_budget, "time_budgets_s": [i.get("time_budget_s") for i in invocations],
                    "distill_steps": args.distill_steps, "students": args.student,
-                   "recover_steps": args.recover_steps, "budget": "--max-accuracy-drop 1.0 (dev)",
+                   "recover_steps": args.recover_steps, "recover_data": args.recover_data, "vocab": args.vocab,
+                   "vocab_data": args.vocab_data, "vocab_size": args.vocab_size, "budget": "--max-accuracy-drop 1.0 (dev)",
                    "objective": "latency", "exit_code": code, "trials": result.get("trials"),
                    "space": state.get("space"), "holdout": result.get("holdout"),
                    "finalists": result.get("finalists")},

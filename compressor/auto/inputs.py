@@ -47,7 +47,8 @@ def check_inputs(config: AutoConfig) -> Inputs:
 
     tokenizer = load_tokenizer(teacher.path)
     for flag, path in (("--data", config.data), ("--eval-data", config.eval_data), ("--test-data", config.test_data),
-                       ("--confirm-data", config.confirm_data)):
+                       ("--confirm-data", config.confirm_data), ("--vocab-data", config.vocab_data),
+                       ("--recover-data", config.recover_data)):
         if path is None:
             continue
         try:
@@ -57,12 +58,16 @@ def check_inputs(config: AutoConfig) -> Inputs:
         try:
             if flag == "--data":
                 task.check_data(flag, DataSpec(path=path), label2id=label2id)
+            elif flag in ("--vocab-data", "--recover-data"):  # text only: distillation and vocabulary need no labels
+                task.batches(flag, tokenizer, DataSpec(path=path), label2id=label2id, samples=8,
+                             max_length=config.max_length, batch_size=8, require_labels=False)
             else:  # scored data: a few rows must make batches the teacher's task can score (labels and all)
                 task.batches(flag, tokenizer, DataSpec(path=path), label2id=label2id, samples=8,
                              max_length=config.max_length, batch_size=8, require_labels=True)
         except BadInputError as exc:
             message = exc.message if exc.message.startswith(flag) else f"{flag} {path}: {exc.message}"
             raise BadInputError(f"{message} (the teacher is a {task.name} model)") from exc
+    _check_vocab_size(config, tokenizer, teacher.config)
     run_dir = Path(config.output)
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInputError(f"-o {run_dir}: exists and is not a directory")
@@ -102,6 +107,21 @@ def check_inputs(config: AutoConfig) -> Inputs:
     space = build_space(config, layers, tuple(depths))
     context = Context(teacher=str(Path(config.teacher).resolve()), data=str(Path(config.data).resolve()),
                       eval_data=str(Path(config.eval_data).resolve()), teacher_layers=layers,
-                      max_length=config.max_length, batch_size=config.batch_size, lr=config.lr, seed=config.seed)
+                      max_length=config.max_length, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                      vocab_data=str(Path(config.vocab_data or config.data).resolve()), vocab_size=config.vocab_size,
+                      recover_data=str(Path(config.recover_data or config.data).resolve()))
     return Inputs(teacher=teacher, task=task, teacher_hash=teacher_hash, space=space, context=context,
                   run_dir=run_dir)
+
+
+def _check_vocab_size(config: AutoConfig, tokenizer: Any, model_config: dict[str, Any]) -> None:
+    """--vocab-size below what every trimmed vocabulary keeps (specials, single characters) fails now,
+    not in each trial that trims."""
+    if config.vocab_size is None:
+        return
+    from compressor.prune import vocab
+
+    always = vocab.special_ids(tokenizer, model_config) | vocab.character_ids(tokenizer)
+    if config.vocab_size < len(always):
+        raise BadInputError(f"--vocab-size {config.vocab_size}: below the {len(always):,} tokens a trimmed "
+                            f"vocabulary of {config.teacher} always keeps (special tokens and single characters)")

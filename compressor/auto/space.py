@@ -110,6 +110,9 @@ class Context:
     batch_size: int
     lr: float
     seed: int
+    vocab_data: str = ""  # the text a trimmed vocabulary keeps the tokens of ("": --data)
+    vocab_size: int | None = None  # the most tokens it keeps (None: every token of vocab_data)
+    recover_data: str = ""  # the text recovery after pruning distils on ("": --data)
 
     def accepts(self, stage: str, option: str) -> bool:
         from compressor import stages
@@ -297,12 +300,14 @@ def _after_student(point: Point, ctx: Context, stages: list[dict[str, Any]], las
     if method:
         stages.append({"name": "pruned", "run": "prune", "from": last, "with": {
             "method": method, "data": ctx.data, "calibration-samples": 256, "max-length": ctx.max_length,
-            **({"recover-from": ctx.teacher, "recover-data": ctx.data, "recover-steps": point.recovery(),
+            **({"recover-from": ctx.teacher, "recover-data": ctx.recover_data or ctx.data,
+                "recover-steps": point.recovery(),
                 "recover-lr": 2e-5, "recover-batch-size": ctx.batch_size} if point.recovery() else {})}})
         last = "pruned"
     if point.vocab:
+        method = "vocab" if ctx.vocab_size is None else f"vocab={ctx.vocab_size}"
         stages.append({"name": "vocab", "run": "prune", "from": last,
-                       "with": {"method": "vocab", "data": ctx.data, "max-length": ctx.max_length}})
+                       "with": {"method": method, "data": ctx.vocab_data or ctx.data, "max-length": ctx.max_length}})
         last = "vocab"
     backend = BACKENDS[point.backend]
     if backend.export_stage:

@@ -60,9 +60,17 @@ def _summary(report: dict) -> list[str]:
                    "start at pruning.")
 @click.option("--recover-steps", default=None, metavar="N,N,...",
               help="Recovery lengths after pruning searched, 0 for none (default: a quarter of the distillation).")
+@click.option("--recover-data", default=None, metavar="FILE",
+              help="Text the recovery after pruning distils on, labels not needed (default: --data). In-domain text "
+                   "the teacher did not train on gives it softer targets than its own training rows.")
 @click.option("--backends", default=None, metavar="NAME,...", help="Runtimes searched (default: every one available: pytorch, onnx).")
 @click.option("--vocab", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Vocabulary trimming (prune --method vocab): searched (auto, where available), always, or never.")
+@click.option("--vocab-data", default=None, metavar="FILE",
+              help="Text whose tokens a trimmed vocabulary keeps, labels not needed (default: --data).")
+@click.option("--vocab-size", type=int, default=None, metavar="N",
+              help="Keep at most N tokens when trimming: specials, single characters, then the most frequent "
+                   "(prune --method vocab=N; default: every token the text uses).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Distillation batch size.")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Max tokens per row.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Distillation peak learning rate.")

@@ -35,20 +35,25 @@ LAYER_IMPORTANCE = ("ablation", "cosine")
 @dataclass(frozen=True)
 class Method:
     """One pruning method: ``amount`` is the fraction removed (fixed 0.5 for 2:4); ``layers`` an
-    explicit list of layer indices to remove (``layers=[1,3]``) instead of an amount."""
+    explicit list of layer indices to remove (``layers=[1,3]``) instead of an amount; ``size`` the most
+    tokens vocab keeps (``vocab=15000``; None: every token --data uses)."""
 
     name: str
     amount: float | None = None
     layers: tuple[int, ...] | None = None
+    size: int | None = None
 
     @property
     def spec(self) -> str:
         if self.layers is not None:
             return f"{self.name}=[{','.join(map(str, self.layers))}]"
+        if self.size is not None:
+            return f"{self.name}={self.size}"
         return self.name if self.amount is None or self.name == SEMI_2_4 else f"{self.name}={self.amount:g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "amount": self.amount, "layers": list(self.layers) if self.layers else None}
+        return {"name": self.name, "amount": self.amount, "layers": list(self.layers) if self.layers else None,
+                **({"size": self.size} if self.size is not None else {})}
 
 
 def _split(text: str) -> list[str]:
@@ -85,9 +90,12 @@ def _parse_one(item: str, amount: float | None) -> Method:
             )
         return Method(name=name, amount=0.5)
     if name == VOCAB:
-        if has_value:
-            raise BadInputError(f"--method {item!r}: vocab keeps the tokens --data uses; it takes no amount")
-        return Method(name=name)
+        if not has_value:
+            return Method(name=name)
+        if not re.fullmatch(r"\d+", value) or int(value) < 1:
+            raise BadInputError(f"--method {item!r}: vocab takes no amount, only the most tokens to keep as a whole "
+                                "number (vocab=15000); plain vocab keeps every token --data uses")
+        return Method(name=name, size=int(value))
     if name == LAYERS and value.startswith("["):
         if not re.fullmatch(r"\[\s*\d+(\s*,\s*\d+)*\s*\]", value):
             raise BadInputError(f"--method {item!r}: a layer list is written layers=[1,3] (indices from 0)")

@@ -293,9 +293,10 @@ def _vocab_plan(config: PruneConfig, source: Artifact, task: Any,
     progress.status(f"reading the vocabulary of {config.data.path}")
     label2id = source.config.get("label2id") if task.uses_labels else None
     rows = vocab.data_rows(task, tokenizer, "--data", config.data, label2id)
-    kept = vocab.keep(rows, tokenizer, source.config)
+    kept = vocab.keep(rows, tokenizer, source.config, size=config.method(VOCAB).size)
     report: dict[str, Any] = {"size_before": kept.size_before, "size": len(kept.ids), "special_kept": kept.special,
-                              "characters_kept": kept.characters,
+                              "characters_kept": kept.characters, "size_limit": config.method(VOCAB).size,
+                              "data_tokens_limited": kept.limited,
                               "data_rows": kept.data_rows, "tokenizer": vocab.tokenizer_kind(source.path),
                               "check_texts": vocab.sample_texts(tokenizer, rows)}
     if config.eval_data:

@@ -7,7 +7,10 @@ not in the full vocabulary either, so every word of the data tokenises into the 
 new ids; the model's embedding row of each kept token moves to its new id, so the model computes the
 same numbers. A word with a piece that was dropped is covered by other kept pieces: every
 single-character piece is kept, so an unseen word is spelled out rather than turned into ``[UNK]``
-(WordPiece marks a whole word unknown only when it cannot cover it: a character the vocabulary lacks). BPE merges and Unigram scores are not rewritten: such tokenizers are
+(WordPiece marks a whole word unknown only when it cannot cover it: a character the vocabulary lacks).
+``vocab=N`` caps the kept vocabulary at N tokens: the data's rarest tokens are dropped too, so text using
+them is spelled out with smaller pieces and is no longer computed exactly as before (the report counts
+them: ``data_tokens_limited``). BPE merges and Unigram scores are not rewritten: such tokenizers are
 refused (exit 2), naming the type.
 
 The data is read through the task (``Task.batches``: its text columns, pair columns, pre-split words),
@@ -44,6 +47,7 @@ class KeptVocab:
     special: int  # special/added tokens kept whether or not the data used them
     characters: int  # single-character pieces kept for the same reason (unseen words spell out)
     data_rows: int
+    limited: int = 0  # tokens the data uses that a size limit (vocab=N) left out, the rarest ones
 
     def mapping(self) -> np.ndarray:
         """old id -> new id (-1 for a dropped token)."""
@@ -103,15 +107,31 @@ def character_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
-def keep(rows: Iterable[np.ndarray], tokenizer: Any, model_config: dict[str, Any]) -> KeptVocab:
+def keep(rows: Iterable[np.ndarray], tokenizer: Any, model_config: dict[str, Any],
+         size: int | None = None) -> KeptVocab:
+    """The special tokens, the single-character pieces and the tokens ``rows`` use; with ``size``, at most
+    that many in all: the data's most frequent tokens fill what the specials and characters leave (ties
+    by id), so the rarest are spelled out with smaller pieces instead of keeping a row each."""
     rows = list(rows)
-    size = int(model_config.get("vocab_size") or len(tokenizer))
-    seen = set(np.unique(np.concatenate(rows)).tolist()) if rows else set()
-    special = special_ids(tokenizer, model_config)
-    characters = character_ids(tokenizer)
-    ids = sorted(i for i in seen | special | characters if 0 <= i < size)
-    return KeptVocab(ids=tuple(ids), size_before=size, special=len(special - seen),
-                     characters=len(characters - seen - special), data_rows=len(rows))
+    vocab_size = int(model_config.get("vocab_size") or len(tokenizer))
+    ids, counts = np.unique(np.concatenate(rows), return_counts=True) if rows else (np.array([], int), np.array([], int))
+    special = {i for i in special_ids(tokenizer, model_config) if 0 <= i < vocab_size}
+    characters = {i for i in character_ids(tokenizer) if 0 <= i < vocab_size}
+    seen = {int(i) for i in ids if 0 <= i < vocab_size}
+    always = special | characters
+    if size is not None:
+        if size < len(always):
+            raise BadInputError(f"--method vocab={size}: below the {len(always):,} tokens always kept ({len(special)} "
+                                f"special, {len(characters - special):,} single characters); give at least that")
+        # Most frequent first, then the lower id (np.lexsort: the last key is the primary one).
+        ranked = [int(ids[j]) for j in np.lexsort((ids, -counts)) if int(ids[j]) in seen - always]
+        seen_kept = set(ranked[: size - len(always)])
+    else:
+        seen_kept = seen - always
+    kept = sorted(always | seen_kept)
+    return KeptVocab(ids=tuple(kept), size_before=vocab_size, special=len(special - seen),
+                     characters=len(characters - seen - special), data_rows=len(rows),
+                     limited=len(seen - always - seen_kept))
 
 
 def dropped(rows: Iterable[np.ndarray], kept: KeptVocab) -> dict[str, int]:

@@ -206,3 +206,19 @@ def test_resume_with_other_confirmation_rows(searched, run_cli, tmp_path, split,
                 "--resume", "--confirm-fraction", "0.5")
     assert "--confirm-fraction 0.5" in line and "0.3" in line
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("case", ["size-below-minimum", "size-with-vocab-off", "missing-vocab-data",
+                                  "missing-recover-data"])
+def test_bad_vocabulary_and_recovery_options(case, run_cli, tiny_bert_dir, split, tmp_path):
+    train, dev, _ = split
+    out = tmp_path / "run"
+    extra, expect = {
+        "size-below-minimum": (["--vocab-size", "3"], "--vocab-size 3: below the 11 tokens"),
+        "size-with-vocab-off": (["--vocab", "off", "--vocab-size", "500"], "--vocab-size: --vocab off"),
+        "missing-vocab-data": (["--vocab-data", str(tmp_path / "nope.txt")], "--vocab-data"),
+        "missing-recover-data": (["--recover-data", str(tmp_path / "gone.tsv")], "--recover-data"),
+    }[case]
+    line = _bad(run_cli, out, tiny_bert_dir, "--data", train, "--eval-data", dev, "--max-accuracy-drop", "1", *extra)
+    assert expect in line
+    assert not out.exists()

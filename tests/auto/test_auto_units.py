@@ -59,7 +59,14 @@ def test_a_given_student_starts_at_pruning_and_vocab_trim_is_a_prune_stage():
     stages = stages_for(_point(student="/s", distill_steps=0, vocab=True, recover_steps=0), ctx, 4)
     assert [s["run"] for s in stages] == ["prune", "prune", "export-onnx", "quantize"]
     assert stages[0]["from"] == "student" and "recover-from" not in stages[0]["with"]
-    assert stages[1]["with"]["method"] == "vocab"
+    assert stages[1]["with"]["method"] == "vocab" and stages[1]["with"]["data"] == "/d"
+    limited = Context(teacher="/t", data="/d", eval_data="/e", teacher_layers=4, max_length=32, batch_size=8, lr=1e-4,
+                      seed=0, vocab_data="/text", vocab_size=15000, recover_data="/unlabelled")
+    stages = stages_for(_point(student="/s", distill_steps=0, vocab=True, recover_steps=0), limited, 4)
+    assert stages[1]["with"]["method"] == "vocab=15000" and stages[1]["with"]["data"] == "/text"
+    recovered = stages_for(_point(student="/s", distill_steps=0, recover_steps=40), limited, 4)[0]["with"]
+    assert (recovered["recover-data"], recovered["data"], recovered["recover-steps"]) == ("/unlabelled", "/d", 40)
+    assert stages_for(_point(student="/s", distill_steps=0, recover_steps=40), ctx, 4)[0]["with"]["recover-data"] == "/d"
 
 
 # -- choosing the winner: held-out confirmation rows, finalists re-timed -------------------------------

@@ -66,6 +66,43 @@ def test_vocab_trim_keeps_logits_exactly_and_loads_with_auto_classes(run_cli, ti
     assert tok("zzz")["input_ids"][1] == tok.unk_token_id
 
 
+def test_vocab_size_limit_keeps_the_most_frequent_tokens(run_cli, tiny_bert_dir, tmp_path):
+    """vocab=N keeps N tokens: specials and single characters, then the data's most frequent tokens; the
+    rarest are dropped like unseen words (spelled out with kept pieces; this test vocabulary has no letter
+    pieces, so [UNK]) and counted in the report."""
+    import collections
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = _subset(tmp_path / "few.tsv", 12)
+    source_tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    always = set(source_tok.all_special_tokens) | {t for t in source_tok.get_vocab() if len(t.removeprefix("##")) == 1}
+    counts = collections.Counter(t for text in _sentences(data) for t in source_tok.tokenize(text))
+    words = {t: c for t, c in counts.items() if t not in always}
+    assert len(words) > 10
+    limit = len(always) + 5
+    out = tmp_path / "out"
+    result = run_cli("prune", tiny_bert_dir, "-o", out, "--method", f"vocab={limit}", "--data", data, "--json")
+    assert result.exit_code == 0, result.output
+    full = json.loads(result.stdout)
+    report = full["vocab"]
+    assert full["methods"] == f"vocab={limit}"
+    assert report["size"] == report["size_limit"] == limit
+    assert report["data_tokens_limited"] == len(words) - 5
+    kept = set((out / "vocab.txt").read_text().splitlines())
+    assert len(kept) == limit and always <= kept
+    kept_words = [c for t, c in words.items() if t in kept]
+    dropped = [c for t, c in words.items() if t not in kept]
+    assert len(kept_words) == 5 and min(kept_words) >= max(dropped)
+    tok = AutoTokenizer.from_pretrained(out)
+    common = max(words, key=lambda t: (words[t], -source_tok.convert_tokens_to_ids(t)))
+    rare = next(t for t in words if t not in kept and not t.startswith("##"))
+    assert tok(f"{common} {rare}")["input_ids"][1:-1] == [tok.convert_tokens_to_ids(common), tok.unk_token_id]
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.vocab_size == limit
+    assert model(**tok(_sentences(data), padding=True, return_tensors="pt")).logits.shape == (12, 2)
+
+
 def test_vocab_composes_with_structural_pruning(run_cli, tiny_bert_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -95,13 +132,15 @@ def test_vocab_trim_of_a_sentence_transformer(run_cli, tmp_path):
     np.testing.assert_array_equal(trimmed.encode(texts), source.encode(texts))
 
 
-@pytest.mark.parametrize("case", ["no-data", "amount", "gpt2", "bpe"])
+@pytest.mark.parametrize("case", ["no-data", "amount", "too-small", "gpt2", "bpe"])
 def test_vocab_bad_inputs_exit_2(case, run_cli, tiny_bert_dir, tiny_gpt2_dir, sst_file, corpus_file, tmp_path):
     src, data, method, expect = tiny_bert_dir, sst_file, "vocab", "--method vocab"
     if case == "no-data":
         data, expect = None, "needs --data"
     elif case == "amount":
         method, expect = "vocab=0.3", "takes no amount"
+    elif case == "too-small":
+        method, expect = "vocab=10", "below the"
     elif case == "gpt2":
         src, data, expect = tiny_gpt2_dir, corpus_file, "gpt2 family"
     else:  # a BERT model whose tokenizer is byte-level BPE (as RoBERTa's): its merges cannot be renumbered
