@@ -8,7 +8,7 @@ Writes benchmarks/results/auto.json and prints the table.
 
     python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--student DIR]
                               [--recover-steps 0,40] [--recover-data FILE] [--backends onnx]
-                              [--vocab auto|on|off] [--vocab-data FILE] [--vocab-size N]
+                              [--vocab auto|on|off] [--vocab-data FILE] [--vocab-size N] [--embeddings int4]
                               [--run-name run] [--measure-only]
 
 compress auto holds out 30% of dev (seeded) from the search and picks the winner among the fastest
@@ -55,7 +55,7 @@ def search(args: argparse.Namespace, run_dir: Path) -> int:
         cmd += ["--recover-steps", args.recover_steps]
     if args.backends:
         cmd += ["--backends", args.backends]
-    for flag in ("recover_data", "vocab", "vocab_data", "vocab_size"):
+    for flag in ("recover_data", "vocab", "vocab_data", "vocab_size", "embeddings"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if (run_dir / "auto.json").exists():
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--vocab", default=None, choices=["auto", "on", "off"], help="compress auto --vocab.")
     parser.add_argument("--vocab-data", default=None, help="compress auto --vocab-data.")
     parser.add_argument("--vocab-size", default=None, type=int, help="compress auto --vocab-size.")
+    parser.add_argument("--embeddings", default=None, choices=["int8", "int4"], help="compress auto --embeddings.")
     parser.add_argument("--run-name", default="run", help="run directory under benchmarks/work/auto (resumed if there)")
     parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
@@ -184,7 +185,8 @@ def main() -> None:
         "search": {"time_budget": args.time_budget, "time_budgets_s": [i.get("time_budget_s") for i in invocations],
                    "distill_steps": args.distill_steps, "students": args.student,
                    "recover_steps": args.recover_steps, "recover_data": args.recover_data, "vocab": args.vocab,
-                   "vocab_data": args.vocab_data, "vocab_size": args.vocab_size, "budget": "--max-accuracy-drop 1.0 (dev)",
+                   "vocab_data": args.vocab_data, "vocab_size": args.vocab_size, "embeddings": args.embeddings,
+                   "budget": "--max-accuracy-drop 1.0 (dev)",
                    "objective": "latency", "exit_code": code, "trials": result.get("trials"),
                    "space": state.get("space"), "holdout": result.get("holdout"),
                    "finalists": result.get("finalists")},

@@ -15,6 +15,7 @@ from compressor.errors import BadInputError
 
 OBJECTIVES = ("latency", "size", "throughput")
 VOCAB_MODES = ("auto", "on", "off")
+EMBEDDINGS = ("int8", "int4")  # the embedding tables of ONNX INT8 trials (quantize --embeddings)
 # One trial (the shortest distillation, export, quantization, a dev bench) plus the final measurement
 # of the winner cannot fit in less: a smaller budget would end with no trial at all.
 MIN_TIME_BUDGET_S = 60.0
@@ -90,6 +91,7 @@ class AutoConfig:
     vocab: str = "auto"  # auto: search vocabulary trimming where `prune --method vocab` exists
     vocab_data: str | None = None  # the text whose tokens a trimmed vocabulary keeps (None: --data)
     vocab_size: int | None = None  # the most tokens it keeps, the most frequent first (None: every one seen)
+    embeddings: str = "int8"  # ONNX INT8 trials' embedding tables: int8, or int4 (quantize --embeddings int4)
     students: tuple[str, ...] = ()  # existing students of the teacher, searched besides distilling new ones
     recover_steps: tuple[int, ...] | None = None  # recovery lengths after pruning (None: distill steps / 4)
     # The text the recovery distils on (None: --data). Unlabelled in-domain text the teacher did not train
@@ -134,6 +136,8 @@ class AutoConfig:
         for name, value in (("--finalists", self.finalists), ("--finalist-rounds", self.finalist_rounds)):
             if value < 1:
                 raise BadInputError(f"{name} {value}: must be at least 1")
+        if self.embeddings not in EMBEDDINGS:
+            raise BadInputError(f"--embeddings {self.embeddings!r}: choose one of {', '.join(EMBEDDINGS)}")
         if self.vocab == "off" and (self.vocab_size is not None or self.vocab_data is not None):
             flag = "--vocab-size" if self.vocab_size is not None else "--vocab-data"
             raise BadInputError(f"{flag}: --vocab off searches no vocabulary trimming; drop one of them")

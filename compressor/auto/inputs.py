@@ -109,7 +109,8 @@ def check_inputs(config: AutoConfig) -> Inputs:
                       eval_data=str(Path(config.eval_data).resolve()), teacher_layers=layers,
                       max_length=config.max_length, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
                       vocab_data=str(Path(config.vocab_data or config.data).resolve()), vocab_size=config.vocab_size,
-                      recover_data=str(Path(config.recover_data or config.data).resolve()))
+                      recover_data=str(Path(config.recover_data or config.data).resolve()),
+                      embeddings=config.embeddings, embedding_block=_embedding_block(config, teacher))
     return Inputs(teacher=teacher, task=task, teacher_hash=teacher_hash, space=space, context=context,
                   run_dir=run_dir)
 
@@ -125,3 +126,13 @@ def _check_vocab_size(config: AutoConfig, tokenizer: Any, model_config: dict[str
     if config.vocab_size < len(always):
         raise BadInputError(f"--vocab-size {config.vocab_size}: below the {len(always):,} tokens a trimmed "
                             f"vocabulary of {config.teacher} always keeps (special tokens and single characters)")
+
+
+def _embedding_block(config: AutoConfig, teacher: Any) -> int:
+    """INT4 table blocks: the largest of 128, 64, 32, 16 that tiles a row (fewer blocks, fewer scales)."""
+    width = teacher.family.hidden_width(teacher.config)
+    fits = [b for b in (128, 64, 32, 16) if width % b == 0]
+    if config.embeddings == "int4" and not fits:
+        raise BadInputError(f"--embeddings int4: the hidden width {width} of {config.teacher} is not a multiple of 16, "
+                            "so INT4 blocks cannot tile an embedding row")
+    return fits[0] if fits else 128

@@ -63,11 +63,16 @@ def _calibrated(method: str, ctx: "Context") -> dict[str, Any]:
     return {}
 
 
+def _onnx_methods(method: str, ctx: "Context") -> dict[str, Any]:
+    tables = {"embeddings": "int4", "block-size": ctx.embedding_block} if ctx.embeddings == "int4" else {}
+    return {**_calibrated(method, ctx), **tables}
+
+
 BACKENDS: dict[str, Backend] = {
     backend.name: backend
     for backend in (
         Backend("pytorch", "pytorch", None, ("int8-dynamic",)),
-        Backend("onnx", "onnx", "export-onnx", ("int8-dynamic", "int8-static"), _parity, _calibrated),
+        Backend("onnx", "onnx", "export-onnx", ("int8-dynamic", "int8-static"), _parity, _onnx_methods),
         Backend("openvino", "openvino", "export-openvino", ("int8-nncf",), _parity_openvino, _calibrated,
                 requires=("openvino", "nncf")),
     )
@@ -113,6 +118,8 @@ class Context:
     vocab_data: str = ""  # the text a trimmed vocabulary keeps the tokens of ("": --data)
     vocab_size: int | None = None  # the most tokens it keeps (None: every token of vocab_data)
     recover_data: str = ""  # the text recovery after pruning distils on ("": --data)
+    embeddings: str = "int8"  # ONNX INT8 trials' embedding tables (quantize --embeddings)
+    embedding_block: int = 128  # --block-size of INT4 tables: the largest of 128..16 dividing the hidden width
 
     def accepts(self, stage: str, option: str) -> bool:
         from compressor import stages

@@ -71,6 +71,9 @@ def _summary(report: dict) -> list[str]:
 @click.option("--vocab-size", type=int, default=None, metavar="N",
               help="Keep at most N tokens when trimming: specials, single characters, then the most frequent "
                    "(prune --method vocab=N; default: every token the text uses).")
+@click.option("--embeddings", type=click.Choice(["int8", "int4"]), default="int8", show_default=True,
+              help="Embedding tables of ONNX INT8 trials: int8, or int4 (quantize --embeddings int4; blocks of the "
+                   "largest of 128..16 that tiles the hidden width).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Distillation batch size.")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Max tokens per row.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Distillation peak learning rate.")

@@ -74,6 +74,7 @@ ALTERNATIVES: dict[tuple[str, str], str] = {
 ALGORITHMS = ("rtn", "gptq", "awq")
 WEIGHT_ONLY = ("int4", "int8")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+EMBEDDINGS = ("int8", "int4")  # embedding tables of ONNX int8-dynamic / int8-static
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)
 
 
@@ -118,6 +119,9 @@ class QuantizeConfig:
     max_f1_drop: float | None = None  # token classifiers: entity F1 drop in points
     max_score_drop: float | None = None  # sentence embeddings: Spearman drop in points (x100)
     max_length: int = 128
+    # ONNX int8-dynamic/int8-static: embedding tables (Gather) in INT8, or block-wise INT4
+    # (GatherBlockQuantized, --block-size blocks along each row): the table is most of a small encoder's bytes.
+    embeddings: str = "int8"
     device: str = "cpu"
     seed: int = 0
 
@@ -151,6 +155,8 @@ class QuantizeConfig:
             raise BadInputError(
                 f"--block-size {self.block_size}: must be a power of two >= 16 (or -1 for one group per row)"
             )
+        if self.embeddings not in EMBEDDINGS:
+            raise BadInputError(f"--embeddings {self.embeddings!r}: choose one of {', '.join(EMBEDDINGS)}")
         if self.accuracy_level is not None and self.accuracy_level not in ACCURACY_LEVELS:
             raise BadInputError(f"--accuracy-level {self.accuracy_level}: choose one of 0, 1, 2, 3, 4")
         if not 0.0 <= self.alpha <= 1.0:

@@ -1,6 +1,6 @@
-"""The four onnxruntime graph transforms the ONNX engine builds candidates with, as plain functions:
-INT8 dynamic, INT8 static (QDQ, calibrated), INT4 MatMulNBits and FP16. Each writes ``out`` from a
-float graph, keeping the nodes named in ``exclude`` in float."""
+"""The onnxruntime graph transforms the ONNX engine builds candidates with, as plain functions: INT8
+dynamic, INT8 static (QDQ, calibrated), INT4 MatMulNBits, INT4 embedding tables (after either INT8) and
+FP16. Each writes ``out`` from a float graph, keeping the nodes named in ``exclude`` in float."""
 
 from __future__ import annotations
 
@@ -92,6 +92,25 @@ def int4(model: Any, out: Path, exclude: list[str], config: QuantizeConfig) -> N
     )
     quantizer.process()
     quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+
+
+def int4_embeddings(path: Path, gathers: list[str], config: QuantizeConfig) -> None:
+    """Rewrite the embedding Gathers named in ``gathers`` of the graph at ``path`` (still float after the
+    INT8 pass) as GatherBlockQuantized: INT4 values in ``config.block_size`` blocks along each row, one
+    float scale per block. In place."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    if not gathers:
+        return
+    model = onnx.load(str(path))
+    others = [node.name for node in model.graph.node if node.op_type == "Gather" and node.name not in gathers]
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=4, block_size=config.block_size, is_symmetric=config.symmetric, nodes_to_exclude=others,
+        op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),),
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
 
 
 def fp16(input_file: Path, out: Path, exclude: list[str]) -> None:

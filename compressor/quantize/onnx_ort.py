@@ -47,9 +47,10 @@ def quantized_op_types(onnx_file: Path) -> set[str]:
     return found
 
 
-def _check_block(widths: dict[str, int], block_size: int) -> None:
-    """MatMulNBits quantizes each weight column in blocks along the input width: a block size that does
-    not divide every width would pad the last block with zeros; refuse it instead."""
+def _check_block(widths: dict[str, int], block_size: int, kind: str = "MatMul") -> None:
+    """MatMulNBits quantizes each weight column in blocks along the input width (GatherBlockQuantized,
+    each table row along its width): a block size that does not divide every width would pad the last
+    block with zeros; refuse it instead."""
     from compressor.errors import BadInputError
 
     bad = {name: width for name, width in widths.items() if block_size != -1 and width % block_size}
@@ -57,9 +58,9 @@ def _check_block(widths: dict[str, int], block_size: int) -> None:
         name, width = next(iter(bad.items()))
         fits = [b for b in (16, 32, 64, 128, 256) if all(w % b == 0 for w in widths.values())]
         raise BadInputError(
-            f"--block-size {block_size}: does not divide the input width {width} of MatMul {name!r} "
-            f"({len(bad)} of {len(widths)} MatMuls); int4 blocks must tile each weight's input width "
-            f"(block sizes that fit every MatMul: {', '.join(map(str, fits)) or 'none; use -1'})"
+            f"--block-size {block_size}: does not divide the width {width} of {kind} {name!r} "
+            f"({len(bad)} of {len(widths)} {kind}s); int4 blocks must tile each weight's width "
+            f"(block sizes that fit every {kind}: {', '.join(map(str, fits)) or 'none; use -1'})"
         )
 
 
@@ -135,13 +136,15 @@ class OnnxEngine(Engine):
 
         inits = self._initializers()
         floats = (onnx.TensorProto.FLOAT,)
-        units, widths = [], {}
+        units, widths, tables = [], {}, {}
         for node in self.model.graph.node:
             if not node.name:
                 continue
             op = node.op_type
             # Only embedding Gathers (a float table) are quantized; index Gathers on shapes are not.
             embedding = op == "Gather" and node.input[0] in inits and inits[node.input[0]].data_type in floats
+            if embedding:
+                tables[node.name] = int(inits[node.input[0]].dims[-1])
             if self.method == "int8-dynamic" and op in DYNAMIC_OPS:
                 if op == "Gather" and not embedding:
                     continue
@@ -160,6 +163,14 @@ class OnnxEngine(Engine):
             elif self.method == "fp16" and op in FP16_OPS:
                 units.append(Unit(node.name, op))
         _check_block(widths, self.config.block_size)
+        if self.config.embeddings == "int4":
+            from compressor.errors import BadInputError
+
+            tables = {u.name: tables[u.name] for u in units if u.op_type == "Gather"}
+            if not tables:
+                raise BadInputError(f"--embeddings int4: {self.float_file} has no embedding Gather with a float table "
+                                    f"to rewrite (graph ops: {', '.join(graph_op_types(self.model))})")
+            _check_block(tables, self.config.block_size, "embedding Gather")
         return units
 
     def units(self) -> list[Unit]:
@@ -171,7 +182,7 @@ class OnnxEngine(Engine):
         if self.method == "int8-dynamic":
             base.update(per_channel=c.per_channel, reduce_range=self.isa.reduce_range, weight_type="int8",
                         activation_type="uint8 (dynamic)", op_types=list(DYNAMIC_OPS), matmul_const_b_only=True,
-                        cpu=self.isa.to_dict())
+                        cpu=self.isa.to_dict(), embeddings=self._embedding_settings())
         elif self.method == "int8-static":
             base.update(format="QDQ", per_channel=c.per_channel, reduce_range=self.isa.reduce_range,
                         weight_type="int8", activation_type="uint8", calibration_method=c.calib_method,
@@ -180,14 +191,20 @@ class OnnxEngine(Engine):
                         attention="fused Attention -> QAttention (INT8 weights, activations quantized at run "
                                   "time): QDQ has no quantized fused-Attention kernel on CPU, and a float "
                                   "Attention keeps a quarter of the weights and most of the latency in fp32",
-                        embeddings="embedding Gathers: INT8 tables, dequantized after the lookup (as int8-dynamic); "
-                                   "a float table would hold most of a small model's bytes")
+                        embeddings=self._embedding_settings())
         elif self.method == "int4-weight":
             base.update(operator="MatMulNBits", bits=4, block_size=c.block_size, symmetric=c.symmetric,
                         accuracy_level=c.accuracy_level)
         else:
             base.update(keep_io_types=True, converter="onnxruntime.transformers.float16")
         return base
+
+    def _embedding_settings(self) -> dict[str, Any]:
+        if self.config.embeddings == "int4":
+            return {"tables": "int4", "operator": "GatherBlockQuantized", "block_size": self.config.block_size,
+                    "symmetric": self.config.symmetric}
+        return {"tables": "int8", "note": "embedding Gathers look up an INT8 table, dequantized after the lookup; "
+                "a float table would hold most of a small model's bytes"}
 
     def calibrate(self, batches: list[dict[str, Any]]) -> dict[str, Any]:
         """Collect activation ranges once (static only); later builds reuse the cached ranges."""
@@ -264,16 +281,27 @@ class OnnxEngine(Engine):
             extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
         return extra
 
+    def _int4_tables(self, exclude: list[str]) -> list[str]:
+        """The embedding Gathers that --embeddings int4 turns into INT4 tables (none with int8)."""
+        if self.config.embeddings != "int4":
+            return []
+        return [u.name for u in self._units if u.op_type == "Gather" and u.name not in exclude]
+
     def _dynamic(self, out: Path, exclude: list[str]) -> None:
-        onnx_methods.dynamic(self.input_file, out, exclude, per_channel=self.config.per_channel,
+        tables = self._int4_tables(exclude)
+        onnx_methods.dynamic(self.input_file, out, exclude + tables, per_channel=self.config.per_channel,
                              reduce_range=self.isa.reduce_range, extra=self._extra())
+        onnx_methods.int4_embeddings(out, tables, self.config)
 
     def _static(self, out: Path, exclude: list[str], batches: list[dict[str, Any]] | None) -> None:
-        weight_only = [u.name for u in self._units if u.op_type in ("Attention", "Gather") and u.name not in exclude]
+        tables = self._int4_tables(exclude)
+        weight_only = [u.name for u in self._units if u.op_type in ("Attention", "Gather")
+                       and u.name not in exclude + tables]
         reader = onnx_methods.CalibrationReader(self.float_runner, batches) if batches is not None else None
-        onnx_methods.static(self.input_file, out, exclude, weight_only=weight_only, reader=reader, config=self.config,
-                            reduce_range=self.isa.reduce_range, extra=self._extra(), workdir=self.workdir,
-                            calibration_cache=self._calibration_cache)
+        onnx_methods.static(self.input_file, out, exclude + tables, weight_only=weight_only, reader=reader,
+                            config=self.config, reduce_range=self.isa.reduce_range, extra=self._extra(),
+                            workdir=self.workdir, calibration_cache=self._calibration_cache)
+        onnx_methods.int4_embeddings(out, tables, self.config)
 
     def _int4(self, out: Path, exclude: list[str]) -> None:
         onnx_methods.int4(self.model, out, exclude, self.config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from compressor.options import ALLOW_PICKLE, COLUMN_OPTIONS, DEVICE, SEED, Option, data_spec
-from compressor.quantize.config import ALGORITHMS, CALIB_METHODS, METHOD_NAMES, QuantizeConfig
+from compressor.quantize.config import ALGORITHMS, CALIB_METHODS, EMBEDDINGS, METHOD_NAMES, QuantizeConfig
 
 OPTIONS = (
     Option("method", "choice", required=True, choices=METHOD_NAMES, noun="method",
@@ -29,6 +29,9 @@ OPTIONS = (
     Option("max-f1-drop", "float", max=100, help="Token classifiers: allowed entity-F1 drop in points."),
     Option("max-score-drop", "float", max=100, help="Sentence embeddings: allowed STS Spearman drop in points (x100)."),
     Option("max-length", "int", 128, min=8, max=1 << 16, help="Tokens per row (LM block length)."),
+    Option("embeddings", "choice", "int8", choices=EMBEDDINGS, noun="type",
+           help="ONNX int8-dynamic/int8-static: embedding tables in INT8 (one scale per row) or INT4 "
+                "(GatherBlockQuantized, a scale per --block-size values of a row; 128 keeps the scales small)."),
     DEVICE,
     SEED,
     *COLUMN_OPTIONS,
@@ -44,6 +47,7 @@ def build(values: dict[str, Any]) -> QuantizeConfig:
         calib_data=data_spec(v, "calib_data"), calib_samples=v["calib_samples"], calib_method=v["calib_method"],
         eval_data=data_spec(v, "eval_data"), eval_samples=v["eval_samples"], max_accuracy_drop=v["max_accuracy_drop"],
         max_perplexity_increase=v["max_perplexity_increase"], max_f1_drop=v["max_f1_drop"],
-        max_score_drop=v["max_score_drop"], max_length=v["max_length"], device=v["device"],
+        max_score_drop=v["max_score_drop"], max_length=v["max_length"], embeddings=v["embeddings"],
+        device=v["device"],
         seed=v["seed"],
     )

@@ -193,6 +193,11 @@ def _validate(source: Artifact, config: QuantizeConfig) -> tuple[Method, Task, B
                             "weight-only) run on the CPU; use --device cpu, or export-onnx and quantize the ONNX model")
     if method.name == "int4-weight" and method.format == ONNX and config.block_size == -1:
         raise BadInputError("--block-size -1: int4-weight (MatMulNBits) needs a block size, e.g. 32 or 128")
+    if config.embeddings != "int8" and not (method.format == ONNX and method.name in ("int8-dynamic", "int8-static")):
+        raise BadInputError(f"--embeddings {config.embeddings}: applies to ONNX int8-dynamic and int8-static (which "
+                            f"quantize embedding tables), not {method.format} {method.name}")
+    if config.embeddings == "int4" and config.block_size == -1:
+        raise BadInputError("--block-size -1: --embeddings int4 needs a block size along each row, e.g. 32 or 128")
     task = tasks.get(source.task)
     if task.metric is None and config.eval_data is not None:
         raise BadInputError(f"--eval-data: {source.path} is a {task.name} model (no task head to score); "

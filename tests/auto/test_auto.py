@@ -13,7 +13,7 @@ import factories
 
 # Small enough for a tiny model: two short distillation lengths, fast timing.
 FAST = ("--distill-steps", "2,4", "--batch-size", "16", "--max-length", "32", "--bench-seconds", "0",
-        "--threads", "1", "--time-budget", "30m", "--finalist-seconds", "0")  # --trials ends the search; a loaded machine must not stop it
+        "--threads", "1", "--time-budget", "30m", "--finalist-seconds", "0", "--embeddings", "int4")  # --trials ends the search; a loaded machine must not stop it
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,16 @@ def test_search_writes_front_plot_winner_recipe_and_baseline(searched):
     assert baseline["artifacts"][0]["latency"]["1"]["p50_ms"] > 0
     state = json.loads((out / "auto.json").read_text())
     assert state["teacher"]["hash"] and (out / "study.db").is_file()
+    # --embeddings int4: every ONNX INT8 trial quantizes its tables to INT4 in blocks tiling the width (32)
+    onnx_int8 = [t.read_text() for t in (out / "trials").glob("*.yaml")]
+    onnx_int8 = [t for t in onnx_int8 if "run: export-onnx" in t and ("int8-dynamic" in t or "int8-static" in t)]
+    assert onnx_int8  # the first trial is the project recipe's shape: ONNX int8-dynamic
+    assert all("embeddings: int4" in text and "block-size: 32" in text for text in onnx_int8), onnx_int8
+    if (out / "winner" / "model.onnx").is_file() and "int8" in winner["configuration"]:
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(out / "winner" / "model.onnx")).graph.node}
+        assert "GatherBlockQuantized" in ops
 
 
 def test_trials_never_see_the_confirmation_rows_and_finalists_are_retimed(searched, split):

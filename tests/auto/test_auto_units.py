@@ -69,6 +69,20 @@ def test_a_given_student_starts_at_pruning_and_vocab_trim_is_a_prune_stage():
     assert stages_for(_point(student="/s", distill_steps=0, recover_steps=40), ctx, 4)[0]["with"]["recover-data"] == "/d"
 
 
+@pytest.mark.parametrize("method", ["int8-dynamic", "int8-static"])
+def test_int4_embedding_tables_reach_the_onnx_int8_trials(method):
+    ctx = Context(teacher="/t", data="/d", eval_data="/e", teacher_layers=4, max_length=32, batch_size=8, lr=1e-4,
+                  seed=0, embeddings="int4", embedding_block=64)
+    quantize = stages_for(_point(quantize=method), ctx, 4)[-1]
+    assert quantize["run"] == "quantize" and quantize["with"]["method"] == method
+    assert (quantize["with"]["embeddings"], quantize["with"]["block-size"]) == ("int4", 64)
+    assert ("calib-data" in quantize["with"]) == (method == "int8-static")
+    plain = Context(teacher="/t", data="/d", eval_data="/e", teacher_layers=4, max_length=32, batch_size=8, lr=1e-4,
+                    seed=0)
+    assert "embeddings" not in stages_for(_point(quantize=method), plain, 4)[-1]["with"]
+    assert "embeddings" not in stages_for(_point(backend="pytorch", quantize="int8-dynamic"), ctx, 4)[-1]["with"]
+
+
 # -- choosing the winner: held-out confirmation rows, finalists re-timed -------------------------------
 
 def test_the_confirmation_split_is_seeded_disjoint_and_keeps_the_order():

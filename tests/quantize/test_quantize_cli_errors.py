@@ -157,3 +157,21 @@ def test_eval_data_without_labels_for_a_classifier(run_cli, tiny_bert_dir, tmp_p
 def test_missing_source(run_cli, tmp_path):
     out = tmp_path / "out"
     assert_refused(run_cli("quantize", tmp_path / "nope", "-o", out, "--method", "int8-dynamic"), out, "no such file")
+
+
+@pytest.mark.parametrize(
+    ("source", "args", "needles"),
+    [
+        ("onnx", ["--method", "int4-weight", "--embeddings", "int4"], ["--embeddings int4", "not onnx int4-weight"]),
+        ("pytorch", ["--method", "int8-dynamic", "--embeddings", "int4"], ["--embeddings int4", "not pytorch"]),
+        ("onnx", ["--method", "int8-dynamic", "--embeddings", "int4", "--block-size", "64"],
+         ["--block-size 64", "width 32 of embedding Gather", "block sizes that fit every embedding Gather: 16, 32"]),
+        ("onnx", ["--method", "int8-dynamic", "--embeddings", "int4", "--block-size", "-1"],
+         ["--block-size -1", "--embeddings int4"]),
+        ("onnx", ["--method", "int8-dynamic", "--embeddings", "int2"], ["'int2'"]),
+    ],
+)
+def test_int4_embedding_tables_refused(run_cli, bert_onnx, tiny_bert_dir, tmp_path, source, args, needles):
+    out = tmp_path / "out"
+    src = bert_onnx if source == "onnx" else tiny_bert_dir
+    assert_refused(run_cli("quantize", src, "-o", out, *args), out, *needles)

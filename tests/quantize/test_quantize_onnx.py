@@ -85,6 +85,43 @@ def test_int8_static_qdq_with_calibration(run_cli, bert_onnx, tmp_path, calib_me
     assert graph["QAttention"] == 4 and graph["Attention"] == 0  # QDQ has no fused-Attention kernel
 
 
+@pytest.mark.parametrize("method", ["int8-dynamic", "int8-static"])
+def test_int4_embedding_tables(run_cli, bert_onnx, sst_file, tmp_path, method):
+    """--embeddings int4: the word, position and token-type tables become GatherBlockQuantized (INT4 in
+    --block-size blocks along each row, one float scale per block) after the INT8 pass; the rest of the
+    graph is the INT8 one, and the predictions stay those of the INT8 tables on the tiny model."""
+    calib = ["--calib-data", str(sst_file)] if method == "int8-static" else []
+    outs = {}
+    for tables in ("int8", "int4"):
+        outs[tables] = tmp_path / tables
+        result = run_cli("quantize", bert_onnx, "-o", outs[tables], "--method", method, *calib, "--embeddings", tables,
+                         "--block-size", "16", "--json")
+        assert result.exit_code == 0, result.output
+    report = report_of(result)
+    assert report["ops"]["by_op_type"]["Gather"] == {"quantized": 3, "float": 0}
+    assert report["settings"]["embeddings"] == {"tables": "int4", "operator": "GatherBlockQuantized", "block_size": 16,
+                                                "symmetric": True}
+    model = onnx.load(str(outs["int4"] / "model.onnx"))
+    blocks = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(blocks) == 3 and not [n for n in model.graph.node if n.op_type == "Gather" and "embeddings" in n.name]
+    assert {a.i for n in blocks for a in n.attribute if a.name == "block_size"} == {16}
+    inits = {i.name: i for i in model.graph.initializer}
+    assert {inits[n.input[0]].data_type for n in blocks} == {onnx.TensorProto.INT4}
+    word = next(i for n in blocks for i in [inits[n.input[0]]] if i.dims[0] > 100)
+    scales = inits[next(n.input[2] for n in blocks if inits[n.input[0]] is word)]
+    assert list(scales.dims) == [word.dims[0], word.dims[1] // 16]  # one scale per 16 values of a row
+    same = Counter(op for op in ops(outs["int4"]).elements() if op != "GatherBlockQuantized")
+    int8_graph = ops(outs["int8"])
+    assert same["MatMulInteger"] == int8_graph["MatMulInteger"] and same["QAttention"] == int8_graph["QAttention"]
+    assert (outs["int4"] / "model.onnx").stat().st_size < (outs["int8"] / "model.onnx").stat().st_size
+    batches = task_batches("--eval-data", "text-classification", load_tokenizer(bert_onnx), DataSpec(str(sst_file)),
+                           label2id={"0": 0, "1": 1}, samples=64, max_length=32, batch_size=16, require_labels=True)
+    logits = {t: np.concatenate([OnnxRunner(outs[t] / "model.onnx").logits({k: v for k, v in b.items() if k != "labels"})
+                                 for b in batches]) for t in outs}
+    assert len(logits["int4"]) == 64 and not np.array_equal(logits["int4"], logits["int8"])  # other tables
+    assert (logits["int4"].argmax(-1) == logits["int8"].argmax(-1)).mean() >= 0.9
+
+
 def test_int4_weight_matmulnbits(run_cli, bert_onnx, tmp_path):
     out = tmp_path / "int4"
     result = run_cli("quantize", bert_onnx, "-o", out, "--method", "int4-weight", "--block-size", "16",
