@@ -9,8 +9,8 @@
 - --embeddings int4: its vocabulary table as INT4 (GatherBlockQuantized, 128-value blocks).
 
 Every variant is exported and quantized (ONNX int8-dynamic) the way a search trial is, then all of them
-and the teacher are measured in one `compress bench` on the labelled test split (1,821 rows, batch 1,
-2 threads, under the CPU lock) and a second on dev (872). Writes benchmarks/results/auto_options.json
+the optimum INT8 peer (as benchmarks/auto.py builds it) and the teacher are measured in one `compress bench`
+on the labelled test split (1,821 rows, batch 1, 2 threads; run it under a CPU lock) and a second on dev (872). Writes benchmarks/results/auto_options.json
 and prints the table. Built artifacts are kept in benchmarks/work/auto_options and reused.
 
     python benchmarks/auto_options.py --student DIR [--steps 800]
@@ -58,7 +58,7 @@ def variants(student: Path, steps: int) -> dict[str, Path]:
     rows = {}
     for name, path in pruned.items():
         onnx = build(WORK / f"{name}-onnx", "export-onnx", path, "--parity-data", SST2 / "dev.tsv",
-                     "--parity-samples", "256", "--max-length", "64")
+                     "--parity-samples", "256")
         rows[name] = build(WORK / f"{name}-int8", "quantize", onnx, "--method", "int8-dynamic")
     rows["recover-transfer+int4-table"] = build(WORK / "recover-transfer-int8-int4table", "quantize",
                                                 WORK / "recover-transfer-onnx", "--method", "int8-dynamic",
@@ -71,9 +71,12 @@ def main() -> None:
     parser.add_argument("--student", required=True, help="the 3-layer student the search starts from")
     parser.add_argument("--steps", type=int, default=800)
     args = parser.parse_args()
-    peers.WORK = WORK
     WORK.mkdir(parents=True, exist_ok=True)
+    peers.WORK = ROOT / "benchmarks" / "work" / "auto" / "peers"  # the optimum INT8 peer benchmarks/auto.py builds
+    _, peer, arch = peers.peer_onnx()
+    peers.WORK = WORK
     rows = variants(Path(args.student).resolve(), args.steps)
+    rows[f"optimum-int8-{arch}"] = peer
     out = {"benchmark": "compress auto options on a heads/FFN-halved 3-layer SST-2 student (issue 13)",
            "student": args.student, "recover_steps": args.steps, "splits": {}}
     for split, data, extra in (("test", SST2 / "test-labeled.tsv", ["--batch-sizes", "1"]),
@@ -82,6 +85,7 @@ def main() -> None:
                              ["--no-memory", "--max-samples", "100000", *extra])
         entries = peers.named_entries(report)
         teacher = entries["teacher-fp32-pytorch"]
+        peer_p50 = entries[f"optimum-int8-{arch}"]["latency"]["1"]["p50_ms"]
         table = {}
         for name, entry in entries.items():
             quality = entry.get("quality") or {}
@@ -90,6 +94,9 @@ def main() -> None:
                            "agreement": (quality.get("vs_baseline") or {}).get("agreement"),
                            "p50_ms": ((entry.get("latency") or {}).get("1") or {}).get("p50_ms"),
                            "size_mb": entry.get("size_mb")}
+            p50 = table[name]["p50_ms"]
+            table[name].update(speedup_vs_teacher=teacher["latency"]["1"]["p50_ms"] / p50, speedup_vs_peer=peer_p50 / p50,
+                               size_ratio=teacher["size_mb"] / entry["size_mb"])
         out["splits"][split] = {"rows": teacher["quality"].get("samples"), "table": table,
                                 "report": str(WORK / f"bench-{split}" / "report.json")}
     for name in rows:
@@ -99,11 +106,14 @@ def main() -> None:
             out["splits"]["test"]["table"][name]["vocab"] = {k: vocab[k] for k in ("size", "size_limit",
                                                                                     "data_tokens_limited")}
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'row':<30} {'test acc':>8} {'drop':>6} {'agree':>6} {'dev acc':>8} {'drop':>6} {'p50 ms':>7} {'MB':>6}")
+    print(f"{'row':<30} {'test acc':>8} {'drop':>6} {'agree':>6} {'dev acc':>8} {'drop':>6} {'p50 ms':>7} "
+          f"{'x teach':>7} {'x peer':>6} {'MB':>6} {'x size':>6}")
     for name, row in out["splits"]["test"]["table"].items():
         dev = out["splits"]["dev"]["table"][name]
         print(f"{name:<30} {row['accuracy'] * 100:>7.2f}% {row['drop_points']:>6.2f} {row['agreement'] or 1:>6.3f} "
-              f"{dev['accuracy'] * 100:>7.2f}% {dev['drop_points']:>6.2f} {row['p50_ms']:>7.3f} {row['size_mb']:>6.1f}")
+              f"{dev['accuracy'] * 100:>7.2f}% {dev['drop_points']:>6.2f} {row['p50_ms']:>7.3f} "
+              f"{row['speedup_vs_teacher']:>7.1f} {row['speedup_vs_peer']:>6.2f} {row['size_mb']:>6.1f} "
+              f"{row['size_ratio']:>6.1f}")
 
 
 if __name__ == "__main__":
