@@ -57,8 +57,9 @@ def _check_block(widths: dict[str, int], block_size: int, kind: str = "MatMul") 
     if bad:
         name, width = next(iter(bad.items()))
         fits = [b for b in (16, 32, 64, 128, 256) if all(w % b == 0 for w in widths.values())]
+        span = "input width" if kind == "MatMul" else "row width"
         raise BadInputError(
-            f"--block-size {block_size}: does not divide the width {width} of {kind} {name!r} "
+            f"--block-size {block_size}: does not divide the {span} {width} of {kind} {name!r} "
             f"({len(bad)} of {len(widths)} {kind}s); int4 blocks must tile each weight's width "
             f"(block sizes that fit every {kind}: {', '.join(map(str, fits)) or 'none; use -1'})"
         )
