@@ -122,7 +122,8 @@ def _check_vocab_size(config: AutoConfig, tokenizer: Any, model_config: dict[str
         return
     from compressor.prune import vocab
 
-    always = vocab.special_ids(tokenizer, model_config) | vocab.character_ids(tokenizer)
+    special, characters = vocab.always_kept(tokenizer, model_config)
+    always = special | characters
     if config.vocab_size < len(always):
         raise BadInputError(f"--vocab-size {config.vocab_size}: below the {len(always):,} tokens a trimmed "
                             f"vocabulary of {config.teacher} always keeps (special tokens and single characters)")

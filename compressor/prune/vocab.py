@@ -107,6 +107,13 @@ def character_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+def always_kept(tokenizer: Any, model_config: dict[str, Any]) -> tuple[set[int], set[int]]:
+    """The ids every trimmed vocabulary keeps, whatever the data: (special ids, single-character ids)."""
+    size = int(model_config.get("vocab_size") or len(tokenizer))
+    return ({i for i in special_ids(tokenizer, model_config) if 0 <= i < size},
+            {i for i in character_ids(tokenizer) if 0 <= i < size})
+
+
 def keep(rows: Iterable[np.ndarray], tokenizer: Any, model_config: dict[str, Any],
          size: int | None = None) -> KeptVocab:
     """The special tokens, the single-character pieces and the tokens ``rows`` use; with ``size``, at most
@@ -115,8 +122,7 @@ def keep(rows: Iterable[np.ndarray], tokenizer: Any, model_config: dict[str, Any
     rows = list(rows)
     vocab_size = int(model_config.get("vocab_size") or len(tokenizer))
     ids, counts = np.unique(np.concatenate(rows), return_counts=True) if rows else (np.array([], int), np.array([], int))
-    special = {i for i in special_ids(tokenizer, model_config) if 0 <= i < vocab_size}
-    characters = {i for i in character_ids(tokenizer) if 0 <= i < vocab_size}
+    special, characters = always_kept(tokenizer, model_config)
     seen = {int(i) for i in ids if 0 <= i < vocab_size}
     always = special | characters
     if size is not None:

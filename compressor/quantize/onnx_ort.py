@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import RuntimeFailureError
+from compressor.errors import BadInputError, RuntimeFailureError
 from compressor.quantize import onnx_methods
 from compressor.quantize.onnx_methods import DYNAMIC_OPS, FP16_OPS, GEMM_SUFFIX, STATIC_OPS
 from compressor.quantize.config import QuantizeConfig
@@ -51,8 +51,6 @@ def _check_block(widths: dict[str, int], block_size: int, kind: str = "MatMul") 
     """MatMulNBits quantizes each weight column in blocks along the input width (GatherBlockQuantized,
     each table row along its width): a block size that does not divide every width would pad the last
     block with zeros; refuse it instead."""
-    from compressor.errors import BadInputError
-
     bad = {name: width for name, width in widths.items() if block_size != -1 and width % block_size}
     if bad:
         name, width = next(iter(bad.items()))
@@ -137,8 +135,8 @@ class OnnxEngine(Engine):
 
         inits = self._initializers()
         floats = (onnx.TensorProto.FLOAT,)
-        units, widths, tables = [], {}, {}
-        self._table_rows: dict[str, int] = {}
+        units, widths = [], {}
+        self._tables: dict[str, tuple[int, int]] = {}  # embedding Gather -> its table's (rows, width)
         for node in self.model.graph.node:
             if not node.name:
                 continue
@@ -146,8 +144,7 @@ class OnnxEngine(Engine):
             # Only embedding Gathers (a float table) are quantized; index Gathers on shapes are not.
             embedding = op == "Gather" and node.input[0] in inits and inits[node.input[0]].data_type in floats
             if embedding:
-                tables[node.name] = int(inits[node.input[0]].dims[-1])
-                self._table_rows[node.name] = int(inits[node.input[0]].dims[0])
+                self._tables[node.name] = (int(inits[node.input[0]].dims[0]), int(inits[node.input[0]].dims[-1]))
             if self.method == "int8-dynamic" and op in DYNAMIC_OPS:
                 if op == "Gather" and not embedding:
                     continue
@@ -167,13 +164,11 @@ class OnnxEngine(Engine):
                 units.append(Unit(node.name, op))
         _check_block(widths, self.config.block_size)
         if self.config.embeddings == "int4":
-            from compressor.errors import BadInputError
-
-            tables = {u.name: tables[u.name] for u in units if u.op_type == "Gather"}
+            tables = self._largest_tables([u.name for u in units if u.op_type == "Gather"])
             if not tables:
                 raise BadInputError(f"--embeddings int4: {self.float_file} has no embedding Gather with a float table "
                                     f"to rewrite (graph ops: {', '.join(graph_op_types(self.model))})")
-            _check_block(tables, self.config.block_size, "embedding Gather")
+            _check_block({name: self._tables[name][1] for name in tables}, self.config.block_size, "embedding Gather")
         return units
 
     def units(self) -> list[Unit]:
@@ -292,9 +287,11 @@ class OnnxEngine(Engine):
         DequantizeLinear (about 50 us against 10 us for 25 rows of 384 with onnxruntime 1.31)."""
         if self.config.embeddings != "int4":
             return []
-        rows = {u.name: self._table_rows[u.name] for u in self._units if u.op_type == "Gather" and u.name not in exclude}
-        most = max(rows.values(), default=0)
-        return [name for name, count in rows.items() if count == most]
+        return self._largest_tables([u.name for u in self._units if u.op_type == "Gather" and u.name not in exclude])
+
+    def _largest_tables(self, gathers: list[str]) -> list[str]:
+        most = max((self._tables[name][0] for name in gathers), default=0)
+        return [name for name in gathers if self._tables[name][0] == most]
 
     def _dynamic(self, out: Path, exclude: list[str]) -> None:
         tables = self._int4_tables(exclude)
