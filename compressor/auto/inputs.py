@@ -110,7 +110,9 @@ def check_inputs(config: AutoConfig) -> Inputs:
                       max_length=config.max_length, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
                       vocab_data=str(Path(config.vocab_data or config.data).resolve()), vocab_size=config.vocab_size,
                       recover_data=str(Path(config.recover_data or config.data).resolve()),
-                      embeddings=config.embeddings, embedding_block=_embedding_block(config, teacher))
+                      embeddings=config.embeddings, embedding_block=_embedding_block(config, teacher),
+                      # Trials distil from one teacher on the same rows: its outputs are kept for the next one.
+                      teacher_cache=str((run_dir / "teacher-cache").resolve()) if task.teacher_cacheable else "")
     return Inputs(teacher=teacher, task=task, teacher_hash=teacher_hash, space=space, context=context,
                   run_dir=run_dir)
 

@@ -120,6 +120,7 @@ class Context:
     recover_data: str = ""  # the text recovery after pruning distils on ("": --data)
     embeddings: str = "int8"  # ONNX INT8 trials' embedding tables (quantize --embeddings)
     embedding_block: int = 128  # --block-size of INT4 tables: the largest of 128..16 dividing the hidden width
+    teacher_cache: str = ""  # distill --teacher-cache shared by every trial's distillation ("": none)
 
     def accepts(self, stage: str, option: str) -> bool:
         from compressor import stages
@@ -297,7 +298,10 @@ def stages_for(point: Point, ctx: Context, eval_steps: int) -> list[dict[str, An
                  "max-steps": point.distill_steps, "batch-size": ctx.batch_size, "lr": ctx.lr,
                  "max-length": ctx.max_length, "eval-steps": eval_steps,
                  **({"alpha-hidden": point.alpha_hidden} if point.alpha_hidden else {}),
-                 **({"alpha-attn": point.alpha_attn} if point.alpha_attn else {})},
+                 **({"alpha-attn": point.alpha_attn} if point.alpha_attn else {}),
+                 # Hidden and attention losses need the live teacher; logits alone come from the cache.
+                 **({"teacher-cache": ctx.teacher_cache}
+                    if ctx.teacher_cache and not (point.alpha_hidden or point.alpha_attn) else {})},
     }]
     return _after_student(point, ctx, stages, "student")
 
@@ -309,7 +313,9 @@ def _after_student(point: Point, ctx: Context, stages: list[dict[str, Any]], las
             "method": method, "data": ctx.data, "calibration-samples": 256, "max-length": ctx.max_length,
             **({"recover-from": ctx.teacher, "recover-data": ctx.recover_data or ctx.data,
                 "recover-steps": point.recovery(),
-                "recover-lr": 2e-5, "recover-batch-size": ctx.batch_size} if point.recovery() else {})}})
+                "recover-lr": 2e-5, "recover-batch-size": ctx.batch_size,
+                **({"recover-teacher-cache": ctx.teacher_cache} if ctx.teacher_cache else {})}
+               if point.recovery() else {})}})
         last = "pruned"
     if point.vocab:
         method = "vocab" if ctx.vocab_size is None else f"vocab={ctx.vocab_size}"

@@ -55,6 +55,8 @@ class DistillConfig:
     # terms, which need the teacher's internals); LMs cache the top-k logits of each position.
     cache_teacher: bool = True
     top_k: int = 64
+    # Keep the cached teacher outputs in this directory across runs (see teacher_cache).
+    teacher_cache: str | None = None
     eval_steps: int | None = None  # also evaluate every N optimizer steps (always at each epoch end)
     checkpoint_steps: int | None = None  # save a resumable checkpoint every N optimizer steps
     checkpoint_dir: str | None = None  # default: a hidden sibling of the output, ``.NAME.checkpoints``
@@ -112,6 +114,11 @@ class DistillConfig:
             raise BadInputError(
                 "--alpha-kd/--alpha-ce/--alpha-hidden/--alpha-attn/--alpha-relation: all 0; at least one loss is needed"
             )
+        if self.teacher_cache is not None and not self.cache_teacher:
+            raise BadInputError("--teacher-cache with --no-cache-teacher: choose one")
+        if self.teacher_cache is not None and self.needs_teacher_internals:
+            raise BadInputError("--teacher-cache: hidden-state, attention and relation losses need the live teacher "
+                                "(only logits are cached); drop --teacher-cache or those losses")
         if self.relation_heads < 1:
             raise BadInputError(f"--relation-heads {self.relation_heads}: must be at least 1")
         if self.hidden_loss not in HIDDEN_LOSSES:

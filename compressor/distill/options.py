@@ -41,6 +41,9 @@ OPTIONS = (
     Option("warmup", "float", 0.06, min=0, max=0.999, help="Warm-up fraction of the steps, in [0, 1)."),
     Option("max-length", "int", 128, min=8, max=1 << 16, help="Max tokens per row (LM: block size)."),
     Option("no-cache-teacher", "flag", False, help="Run the teacher at every step instead of caching its logits."),
+    Option("teacher-cache", metavar="DIR",
+           help="Keep the teacher's cached outputs in DIR: a later run with the same teacher, data and batching "
+                "(seed, batch size, max length) reads them instead of running the teacher."),
     Option("top-k", "int", 64, min=1, max=1 << 20, help="Logits per position an LM cache keeps."),
     Option("eval-steps", "int", min=1, max=10**9, help="Also evaluate every N steps (always at each epoch end)."),
     Option("checkpoint-steps", "int", min=1, max=10**9, help="Save a resumable checkpoint every N steps."),
@@ -74,7 +77,7 @@ def build(values: dict[str, Any]) -> DistillConfig:
         temperature=v["temperature"], alpha_kd=v["alpha_kd"], alpha_ce=v["alpha_ce"], alpha_hidden=v["alpha_hidden"],
         alpha_attn=v["alpha_attn"], alpha_relation=v["alpha_relation"], relation_heads=v["relation_heads"],
         relation_layer=v["relation_layer"], hidden_loss=v["hidden_loss"], embedding_loss=v["embedding_loss"], cache_teacher=not v["no_cache_teacher"],
-        top_k=v["top_k"], eval_steps=v["eval_steps"], checkpoint_steps=v["checkpoint_steps"],
+        teacher_cache=v["teacher_cache"], top_k=v["top_k"], eval_steps=v["eval_steps"], checkpoint_steps=v["checkpoint_steps"],
         checkpoint_dir=v["checkpoint_dir"], resume=v["resume"], seed=v["seed"], device=v["device"],
         mixed_precision=v["mixed_precision"], dtype=v["dtype"],
     )

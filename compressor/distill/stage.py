@@ -31,7 +31,8 @@ from compressor.errors import BadInputError, RuntimeFailureError
 from compressor.loading import load_model, load_tokenizer
 
 # Settings that do not change the trained weights; a resumed run may change them.
-_NOT_FINGERPRINTED = ("resume", "checkpoint_steps", "checkpoint_dir", "eval_teacher", "eval_steps", "dtype")
+_NOT_FINGERPRINTED = ("resume", "checkpoint_steps", "checkpoint_dir", "eval_teacher", "eval_steps", "dtype",
+                      "teacher_cache")
 
 
 def checkpoint_dir_for(dst: Path, config: DistillConfig) -> Path:
@@ -121,6 +122,19 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
 
     from compressor.distill.trainer import Distiller, check_resumable
 
+    cache_key = None
+    if config.teacher_cache:
+        if not task.teacher_cacheable:
+            raise BadInputError(f"--teacher-cache: a {task.name} teacher's outputs are not cached (per-token logits "
+                                "padded to their batch); drop --teacher-cache")
+        check_writable_dir(Path(config.teacher_cache), "--teacher-cache")
+        # Everything that decides the teacher's inputs batch by batch, so its cached outputs are exact.
+        cache_key = {k: fingerprint.get(k) for k in ("teacher_hash", "data_hash", "batch_size", "seed", "top_k",
+                                                      "device", "mixed_precision")}
+        # The data's columns and row limit, not its path; the length every row is cut to, as resolved.
+        cache_key.update(columns={k: v for k, v in config.data.to_dict().items() if k != "path"},
+                         max_length=max_length, task=task.name)
+
     if config.resume:
         check_resumable(checkpoints, fingerprint)
     timer = StageTimer()
@@ -145,11 +159,17 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
             f"distilling {source.path} ({layer_count(source.config)} layers, {teacher_params / 1e6:.1f}M params) into a "
             f"{plan.layers}-layer student ({student_params / 1e6:.1f}M params, {plan.source}) on {len(train)} rows"
         )
+    cache_file = None
+    if cache_key is not None:
+        from compressor.distill.teacher_cache import cache_file as keyed_file
+
+        cache_file = keyed_file(config.teacher_cache, {**cache_key, "processes": accelerator.num_processes,
+                                                       "process": accelerator.process_index})
     distiller = Distiller(
         accelerator, task=task, config=config, teacher=teacher_model, student=student,
         layer_map=plan.layer_map, teacher_width=hidden_width(source.config), student_width=plan.width,
         train=train, eval_rows=eval_rows, checkpoint_dir=checkpoints, fingerprint=fingerprint, relations=relations,
-        on_eval=on_eval,
+        on_eval=on_eval, cache_file=cache_file,
     )
     metric = task.metric
     teacher_metric = None

@@ -88,7 +88,7 @@ class Distiller:
                  layer_map: tuple[int, ...], teacher_width: int, student_width: int, train: Rows, eval_rows: Rows | None,
                  checkpoint_dir: Path, fingerprint: dict[str, Any],
                  relations: tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]] = ((), ()),
-                 on_eval: Callable[[int, float], None] | None = None) -> None:
+                 on_eval: Callable[[int, float], None] | None = None, cache_file: Path | None = None) -> None:
         self.acc = accelerator
         # Told (step, metric) after each evaluation; a search uses it to stop an unpromising run early
         # (it may raise, ending training with nothing written).
@@ -134,7 +134,10 @@ class Distiller:
             self.optimizer, int(config.warmup * self.total_steps), self.total_steps
         )
         accelerator.register_for_checkpointing(self.scheduler)
+        self.cache_file = cache_file  # --teacher-cache: this run's file, read now and written at the end
         self.cache = self._make_cache()
+        if self.cache is not None and cache_file is not None:
+            self.cache.load(cache_file)
         self.state = LoopState(fingerprint=fingerprint)
         self.best_state: dict[str, torch.Tensor] | None = None
 
@@ -145,6 +148,8 @@ class Distiller:
         config = self.config
         if not config.cache_teacher or config.needs_teacher_internals:
             return None
+        if self.cache_file is not None:  # kept across runs: worthwhile whenever a task's rows can be cached
+            return TeacherCache()
         if not self.task.cache_worthwhile(self.total_steps, self.steps_per_epoch):
             return None
         return TeacherCache()
@@ -345,6 +350,8 @@ class Distiller:
         if state.step != last_eval_step:
             self._eval_student()
         meter.close()
+        if self.cache is not None and self.cache_file is not None:
+            self.cache.save(self.cache_file)  # each process its own file (the key holds its index)
         return self.report()
 
     def _check_loss(self, value: float, parts: dict[str, float]) -> None:

@@ -158,6 +158,7 @@ class PruneConfig:
     recover_steps: int | None = None
     recover_lr: float = 1e-4
     recover_batch_size: int = 32
+    recover_teacher_cache: str | None = None  # distill --teacher-cache for the recovery
     recover_options: dict[str, Any] = field(default_factory=dict)  # more DistillConfig fields, from the API
     seed: int = 0
     device: str = "cpu"
@@ -193,7 +194,8 @@ class PruneConfig:
             raise BadInputError(f"--device {self.device!r}: unknown device; choose one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise BadInputError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        recovery = {"--recover-data": self.recover_data, "--recover-steps": self.recover_steps}
+        recovery = {"--recover-data": self.recover_data, "--recover-steps": self.recover_steps,
+                    "--recover-teacher-cache": self.recover_teacher_cache}
         if self.recover_from is None:
             given = [flag for flag, value in recovery.items() if value is not None]
             if given:

@@ -35,6 +35,9 @@ OPTIONS = (
     Option("recover-steps", "int", min=1, max=10**9, help="Optimizer steps of recovery."),
     Option("recover-lr", "float", 1e-4, min=0, min_open=True, max=10, help="Peak learning rate of recovery."),
     Option("recover-batch-size", "int", 32, min=1, max=65536, help="Batch size of recovery."),
+    Option("recover-teacher-cache", metavar="DIR",
+           help="Keep the teacher's outputs on the recovery rows in DIR (distill --teacher-cache): a later "
+                "recovery on the same data, seed and batch size skips the teacher."),
     *COLUMN_OPTIONS,
     SEED,
     DEVICE,
@@ -51,6 +54,7 @@ def build(values: dict[str, Any]) -> PruneConfig:
         calibration_samples=v["calibration_samples"], eval_data=data_spec(v, "eval_data"),
         eval_samples=v["eval_samples"], max_length=v["max_length"], ffn_multiple_of=v["ffn_multiple_of"],
         recover_from=v["recover_from"], recover_data=data_spec(v, "recover_data"), recover_steps=v["recover_steps"],
-        recover_lr=v["recover_lr"], recover_batch_size=v["recover_batch_size"], seed=v["seed"], device=v["device"],
+        recover_lr=v["recover_lr"], recover_batch_size=v["recover_batch_size"],
+        recover_teacher_cache=v["recover_teacher_cache"], seed=v["seed"], device=v["device"],
         dtype=v["dtype"],
     )

@@ -64,6 +64,7 @@ def recover(teacher: Artifact, student_dir: Path, work_dir: Path, config: PruneC
         "max_steps": config.recover_steps,
         "lr": config.recover_lr,
         "batch_size": config.recover_batch_size,
+        "teacher_cache": config.recover_teacher_cache,
         "max_length": max_length,
         "seed": config.seed,
         "device": config.device,

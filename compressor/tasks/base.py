@@ -190,9 +190,12 @@ class Task:
         """What the distillation losses need of the teacher's logits (``top_k``: cache-sized)."""
         return {"logits": logits.float()}
 
+    # Whether the teacher's targets can be cached per row at all (distill --teacher-cache).
+    teacher_cacheable: bool = True
+
     def cache_worthwhile(self, total_steps: int, steps_per_epoch: int) -> bool:
         """Whether caching teacher targets per row pays (rows revisited, targets small)."""
-        return True
+        return self.teacher_cacheable
 
     # True: the training-time metric needs the whole eval set at once (entity F1, Spearman), and the
     # trainer calls ``score_rows`` with every (batch, logits) instead of summing ``eval_sums``.

@@ -212,8 +212,7 @@ class TokenClassification(Task):
             parts["ce"] = losses.ce_loss(logits.reshape(-1, classes), labels.clamp_min(0), mask)
         return parts
 
-    def cache_worthwhile(self, total_steps: int, steps_per_epoch: int) -> bool:
-        return False  # per-token logits of rows padded to their batch: not stackable across batches
+    teacher_cacheable = False  # per-token logits of rows padded to their batch: not stackable across batches
 
     def score_rows(self, rows: Any, outputs: list[tuple[dict[str, Any], Any]]) -> float:
         """Entity F1 of the training-time evaluation (the whole eval set at once)."""

@@ -54,6 +54,8 @@ def test_search_writes_front_plot_winner_recipe_and_baseline(searched):
     assert baseline["artifacts"][0]["latency"]["1"]["p50_ms"] > 0
     state = json.loads((out / "auto.json").read_text())
     assert state["teacher"]["hash"] and (out / "study.db").is_file()
+    # Every distillation keeps the teacher's outputs in the run's cache for the next trial.
+    assert list((out / "teacher-cache").glob("teacher-*.pt"))
     # --embeddings int4: every ONNX INT8 trial quantizes its tables to INT4 in blocks tiling the width (32)
     onnx_int8 = [t.read_text() for t in (out / "trials").glob("*.yaml")]
     onnx_int8 = [t for t in onnx_int8 if "run: export-onnx" in t and ("int8-dynamic" in t or "int8-static" in t)]

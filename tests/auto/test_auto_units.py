@@ -69,6 +69,19 @@ def test_a_given_student_starts_at_pruning_and_vocab_trim_is_a_prune_stage():
     assert stages_for(_point(student="/s", distill_steps=0, recover_steps=40), ctx, 4)[0]["with"]["recover-data"] == "/d"
 
 
+def test_every_distillation_of_a_run_shares_its_teacher_cache_unless_it_needs_the_live_teacher():
+    ctx = Context(teacher="/t", data="/d", eval_data="/e", teacher_layers=4, max_length=32, batch_size=8, lr=1e-4,
+                  seed=0, teacher_cache="/run/teacher-cache")
+    distill, prune = stages_for(_point(recover_steps=40), ctx, 4)[:2]
+    assert distill["with"]["teacher-cache"] == prune["with"]["recover-teacher-cache"] == "/run/teacher-cache"
+    live = stages_for(_point(alpha_hidden=0.5, recover_steps=40), ctx, 4)
+    assert "teacher-cache" not in live[0]["with"] and live[1]["with"]["recover-teacher-cache"] == "/run/teacher-cache"
+    assert "recover-teacher-cache" not in stages_for(_point(recover_steps=0), ctx, 4)[1]["with"]
+    none = Context(teacher="/t", data="/d", eval_data="/e", teacher_layers=4, max_length=32, batch_size=8, lr=1e-4,
+                   seed=0)  # a task whose teacher outputs are not cached (token classification)
+    assert not any("teacher-cache" in str(s["with"]) for s in stages_for(_point(recover_steps=40), none, 4))
+
+
 @pytest.mark.parametrize("method", ["int8-dynamic", "int8-static"])
 def test_int4_embedding_tables_reach_the_onnx_int8_trials(method):
     ctx = Context(teacher="/t", data="/d", eval_data="/e", teacher_layers=4, max_length=32, batch_size=8, lr=1e-4,

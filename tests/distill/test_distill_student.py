@@ -160,7 +160,7 @@ def test_teacher_cache_serves_a_batch_only_when_all_rows_are_cached():
     assert cache.get([3, 8], "cpu") is None
     got = cache.get([7, 3], "cpu")
     assert got["logits"].tolist() == [[3.0, 4.0], [1.0, 2.0]]
-    assert cache.stats() == {"rows": 2, "bytes": 16, "batch_hits": 1, "batch_misses": 1}
+    assert cache.stats() == {"rows": 2, "bytes": 16, "batch_hits": 1, "batch_misses": 1, "rows_loaded": 0}
     small = TeacherCache(limit_bytes=8)
     small.put([0, 1], {"logits": torch.zeros(2, 2)})
     assert len(small) == 1
