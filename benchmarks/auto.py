@@ -9,6 +9,7 @@ Writes benchmarks/results/auto.json and prints the table.
     python benchmarks/auto.py [--time-budget 60m] [--distill-steps 1000,2000,3000] [--student DIR]
                               [--recover-steps 0,40] [--recover-data FILE] [--backends onnx]
                               [--vocab auto|on|off] [--vocab-data FILE] [--vocab-size N] [--embeddings int4]
+                              [--prune-heads S,S] [--prune-ffn S,S] [--prune-layers S,S]
                               [--run-name run] [--measure-only]
 
 compress auto holds out 30% of dev (seeded) from the search and picks the winner among the fastest
@@ -55,7 +56,8 @@ def search(args: argparse.Namespace, run_dir: Path) -> int:
         cmd += ["--recover-steps", args.recover_steps]
     if args.backends:
         cmd += ["--backends", args.backends]
-    for flag in ("recover_data", "vocab", "vocab_data", "vocab_size", "embeddings"):
+    for flag in ("recover_data", "vocab", "vocab_data", "vocab_size", "embeddings", "prune_heads", "prune_ffn",
+                 "prune_layers"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if (run_dir / "auto.json").exists():
@@ -149,6 +151,8 @@ def main() -> None:
     parser.add_argument("--vocab-data", default=None, help="compress auto --vocab-data.")
     parser.add_argument("--vocab-size", default=None, type=int, help="compress auto --vocab-size.")
     parser.add_argument("--embeddings", default=None, choices=["int8", "int4"], help="compress auto --embeddings.")
+    for name in ("heads", "ffn", "layers"):
+        parser.add_argument(f"--prune-{name}", default=None, help=f"compress auto --prune-{name} (shares searched).")
     parser.add_argument("--run-name", default="run", help="run directory under benchmarks/work/auto (resumed if there)")
     parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
@@ -187,6 +191,7 @@ def main() -> None:
                    "distill_steps": args.distill_steps, "students": args.student,
                    "recover_steps": args.recover_steps, "recover_data": args.recover_data, "vocab": args.vocab,
                    "vocab_data": args.vocab_data, "vocab_size": args.vocab_size, "embeddings": args.embeddings,
+                   "prune": {"heads": args.prune_heads, "ffn": args.prune_ffn, "layers": args.prune_layers},
                    "budget": "--max-accuracy-drop 1.0 (dev)",
                    "objective": "latency", "exit_code": code, "trials": result.get("trials"),
                    "space": state.get("space"), "holdout": result.get("holdout"),

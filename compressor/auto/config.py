@@ -56,6 +56,21 @@ def int_list(text: str | None, flag: str, low: int = 1) -> tuple[int, ...] | Non
     return values
 
 
+def share_list(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """``0,0.25,0.5`` -> (0.0, 0.25, 0.5): shares removed by pruning, each in [0, 1)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(sorted({float(part) for part in str(text).strip("[]() ").split(",") if part.strip()}))
+    except ValueError:
+        raise BadInputError(f"{flag} {text!r}: expected comma-separated shares such as 0,0.25,0.5") from None
+    if not values:
+        raise BadInputError(f"{flag} {text!r}: give at least one value")
+    if not all(0 <= v < 1 for v in values):
+        raise BadInputError(f"{flag} {text!r}: shares removed must be in [0, 1)")
+    return values
+
+
 @dataclass(frozen=True)
 class Budget:
     """The quality budget: a task's ``budget_option`` (``max_accuracy_drop``) and its value."""
@@ -87,6 +102,10 @@ class AutoConfig:
     # The search space's ranges (None: derived from the teacher).
     student_layers: tuple[int, ...] | None = None
     distill_steps: tuple[int, ...] = (500, 1000, 2000)
+    # Shares of heads, FFN width and layers pruned (None: the space's defaults, 0-0.5, 0-0.5, 0-0.34).
+    prune_heads: tuple[float, ...] | None = None
+    prune_ffn: tuple[float, ...] | None = None
+    prune_layers: tuple[float, ...] | None = None
     backends: tuple[str, ...] | None = None  # None: every registered backend this install supports
     vocab: str = "auto"  # auto: search vocabulary trimming where `prune --method vocab` exists
     vocab_data: str | None = None  # the text whose tokens a trimmed vocabulary keeps (None: --data)

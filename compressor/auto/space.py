@@ -170,10 +170,12 @@ def build_space(config: Any, teacher_layers: int, student_depths: tuple[int, ...
     steps = tuple(n for n in config.distill_steps if n > 0)  # 0: no new distillation, only --student
     if not steps and not config.students:
         raise BadInputError("--distill-steps 0: no new distillation needs an existing --student to search from")
+    ranges = {name: getattr(config, name) for name in ("prune_heads", "prune_ffn", "prune_layers")
+              if getattr(config, name) is not None}
     return Space(student_layers=tuple(layers), distill_steps=steps,
                  backends=available_backends(config.backends), vocab=vocab,
                  students=tuple(str(Path(s).resolve()) for s in config.students), student_depths=student_depths,
-                 recover_steps=config.recover_steps)
+                 recover_steps=config.recover_steps, **ranges)
 
 
 @dataclass(frozen=True)
@@ -256,8 +258,9 @@ def warm_start(space: Space) -> dict[str, Any]:
     params: dict[str, Any] = {
         "student_layers": layers, "backend": backend, "distill_steps": steps,
         "alpha_hidden": 0.0, "alpha_attn": 0.0,
-        "prune_heads": 0.25 if 0.25 in space.prune_heads else 0.0,
-        "prune_ffn": 0.3 if 0.3 in space.prune_ffn else 0.0,
+        # The recipe's amounts where the space has them, else the mildest it has.
+        "prune_heads": 0.25 if 0.25 in space.prune_heads else min(space.prune_heads),
+        "prune_ffn": 0.3 if 0.3 in space.prune_ffn else min(space.prune_ffn),
         "vocab": True in space.vocab,
         f"quantize_{backend}": "int8-dynamic" if "int8-dynamic" in BACKENDS[backend].methods else NONE,
     }
@@ -268,9 +271,9 @@ def warm_start(space: Space) -> dict[str, Any]:
         for key in ("student_layers", "distill_steps", "alpha_hidden", "alpha_attn"):
             params.pop(key)
         if space.student_depths and space.student_depths[0] >= 3:
-            params["prune_layers"] = 0.0
+            params["prune_layers"] = min(space.prune_layers)
     elif layers >= 3:
-        params["prune_layers"] = 0.0
+        params["prune_layers"] = min(space.prune_layers)
     return params
 
 
@@ -280,8 +283,9 @@ def back_off(space: Space) -> dict[str, Any] | None:
     if 0.0 not in space.prune_heads or 0.0 not in space.prune_ffn:
         return None
     params.update(prune_heads=0.0, prune_ffn=0.0, vocab=False if False in space.vocab else params["vocab"])
-    params.pop("prune_layers", None)
-    if "prune_layers" in warm_start(space):
+    if "prune_layers" in params:
+        if 0.0 not in space.prune_layers:
+            return None
         params["prune_layers"] = 0.0
     return params
 

@@ -60,6 +60,11 @@ def _summary(report: dict) -> list[str]:
                    "start at pruning.")
 @click.option("--recover-steps", default=None, metavar="N,N,...",
               help="Recovery lengths after pruning searched, 0 for none (default: a quarter of the distillation).")
+@click.option("--prune-heads", default=None, metavar="S,S,...",
+              help="Shares of attention heads pruned, searched (default: 0,0.25,0.5).")
+@click.option("--prune-ffn", default=None, metavar="S,S,...", help="Shares of FFN width pruned, searched (default: 0,0.3,0.5).")
+@click.option("--prune-layers", default=None, metavar="S,S,...",
+              help="Shares of a 3+-layer student's layers pruned, searched (default: 0,0.34).")
 @click.option("--recover-data", default=None, metavar="FILE",
               help="Text the recovery after pruning distils on, labels not needed (default: --data). In-domain text "
                    "the teacher did not train on gives it softer targets than its own training rows.")
@@ -92,7 +97,7 @@ def command(ctx: click.Context, teacher: str, as_json: bool, **values) -> dict:
     """
     set_json(ctx, as_json)
     from compressor.auto import AutoConfig, Budget, run_auto
-    from compressor.auto.config import int_list, parse_duration
+    from compressor.auto.config import int_list, parse_duration, share_list
     from compressor.errors import BadInputError
 
     given = [(name, values.pop(name.replace("-", "_"))) for name in BUDGETS]
@@ -111,6 +116,8 @@ def command(ctx: click.Context, teacher: str, as_json: bool, **values) -> dict:
         distill_steps=int_list(values.pop("distill_steps"), "--distill-steps", low=0),
         recover_steps=int_list(values.pop("recover_steps"), "--recover-steps", low=0),
         students=tuple(values.pop("students")),
+        **{name: share_list(values.pop(name), "--" + name.replace("_", "-"))
+           for name in ("prune_heads", "prune_ffn", "prune_layers")},
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None,
         **values,
     )

@@ -221,7 +221,7 @@ def test_resume_with_other_confirmation_rows(searched, run_cli, tmp_path, split,
 
 
 @pytest.mark.parametrize("case", ["size-below-minimum", "size-with-vocab-off", "missing-vocab-data",
-                                  "missing-recover-data"])
+                                  "missing-recover-data", "prune-share-of-one"])
 def test_bad_vocabulary_and_recovery_options(case, run_cli, tiny_bert_dir, split, tmp_path):
     train, dev, _ = split
     out = tmp_path / "run"
@@ -230,6 +230,7 @@ def test_bad_vocabulary_and_recovery_options(case, run_cli, tiny_bert_dir, split
         "size-with-vocab-off": (["--vocab", "off", "--vocab-size", "500"], "--vocab-size: --vocab off"),
         "missing-vocab-data": (["--vocab-data", str(tmp_path / "nope.txt")], "--vocab-data"),
         "missing-recover-data": (["--recover-data", str(tmp_path / "gone.tsv")], "--recover-data"),
+        "prune-share-of-one": (["--prune-heads", "0.5,1"], "--prune-heads '0.5,1': shares removed must be in [0, 1)"),
     }[case]
     line = _bad(run_cli, out, tiny_bert_dir, "--data", train, "--eval-data", dev, "--max-accuracy-drop", "1", *extra)
     assert expect in line

@@ -229,3 +229,27 @@ def test_finalists_tied_on_timing_go_to_the_smallest(tie, winner, tied_with):
     chosen = pick(records, tie)
     assert chosen["trial"] == winner and chosen.get("tied_with") == tied_with
     assert pick([record(4, 0.9, 5.0, False)], tie) is None  # nothing confirmed: no winner
+
+
+def test_prune_ranges_narrow_the_space_and_the_first_trial_stays_inside_it():
+    from types import SimpleNamespace
+
+    from compressor.auto.config import share_list
+    from compressor.auto.space import back_off, build_space, warm_start
+
+    assert share_list("0.5, 0.25,0.5", "--prune-heads") == (0.25, 0.5)
+    for bad, message in (("0.5,1", r"in \[0, 1\)"), ("a", "comma-separated shares"), (",", "at least one")):
+        with pytest.raises(BadInputError, match=message):
+            share_list(bad, "--prune-ffn")
+    config = SimpleNamespace(student_layers=(3,), vocab="off", distill_steps=(10,), students=(), backends=("onnx",),
+                             recover_steps=(40,), prune_heads=(0.5, 0.75), prune_ffn=(0.5,), prune_layers=(0.0,))
+    space = build_space(config, 6)
+    assert (space.prune_heads, space.prune_ffn, space.prune_layers) == ((0.5, 0.75), (0.5,), (0.0,))
+    first = warm_start(space)
+    assert (first["prune_heads"], first["prune_ffn"], first["prune_layers"]) == (0.5, 0.5, 0.0)
+    assert back_off(space) is None  # no unpruned point to back off to
+    default = build_space(SimpleNamespace(**{**vars(config), "prune_heads": None, "prune_ffn": None,
+                                             "prune_layers": None}), 6)
+    assert (default.prune_heads, default.prune_ffn, default.prune_layers) == ((0.0, 0.25, 0.5), (0.0, 0.3, 0.5),
+                                                                             (0.0, 0.34))
+    assert back_off(default)["prune_heads"] == back_off(default)["prune_ffn"] == 0.0
