@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from compressor.errors import BadInputError
 from compressor.quantize.config import EMBEDDINGS  # the embedding tables of ONNX INT8 trials (quantize --embeddings)
@@ -42,15 +42,21 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def _number_list(text: str, flag: str, convert: Callable[[str], Any], example: str) -> tuple[Any, ...]:
+    """``500,1000`` (or a YAML list as text, ``[500, 1000]``) -> the sorted distinct values."""
+    try:
+        values = tuple(sorted({convert(part) for part in str(text).strip("[]() ").split(",") if part.strip()}))
+    except ValueError:
+        raise BadInputError(f"{flag} {text!r}: expected comma-separated {example}") from None
+    if not values:
+        raise BadInputError(f"{flag} {text!r}: give at least one value")
+    return values
+
+
 def int_list(text: str | None, flag: str, low: int = 1) -> tuple[int, ...] | None:
     if text is None:
         return None
-    try:
-        values = tuple(sorted({int(part) for part in str(text).strip("[]() ").split(",") if part.strip()}))
-    except ValueError:
-        raise BadInputError(f"{flag} {text!r}: expected comma-separated integers such as 500,1000") from None
-    if not values:
-        raise BadInputError(f"{flag} {text!r}: give at least one value")
+    values = _number_list(text, flag, int, "integers such as 500,1000")
     if values[0] < low:
         raise BadInputError(f"{flag} {text!r}: values must be >= {low}")
     return values
@@ -60,12 +66,7 @@ def share_list(text: str | None, flag: str) -> tuple[float, ...] | None:
     """``0,0.25,0.5`` -> (0.0, 0.25, 0.5): shares removed by pruning, each in [0, 1)."""
     if text is None:
         return None
-    try:
-        values = tuple(sorted({float(part) for part in str(text).strip("[]() ").split(",") if part.strip()}))
-    except ValueError:
-        raise BadInputError(f"{flag} {text!r}: expected comma-separated shares such as 0,0.25,0.5") from None
-    if not values:
-        raise BadInputError(f"{flag} {text!r}: give at least one value")
+    values = _number_list(text, flag, float, "shares such as 0,0.25,0.5")
     if not all(0 <= v < 1 for v in values):
         raise BadInputError(f"{flag} {text!r}: shares removed must be in [0, 1)")
     return values

@@ -52,16 +52,23 @@ class TeacherCache:
 
     def put(self, indices: list[int], targets: dict[str, torch.Tensor]) -> None:
         """Store row ``n`` of each target tensor under ``indices[n]``."""
-        cpu = {k: v.detach().cpu() for k, v in targets.items()}
+        self._add(indices, {k: v.detach().cpu() for k, v in targets.items()})
+
+    def _add(self, indices: list[int], targets: dict[str, Any]) -> int:
+        """Store row ``n`` of each target (a tensor or a list of rows) under ``indices[n]``, up to the
+        byte limit; returns how many rows were new."""
+        added = 0
         for n, index in enumerate(indices):
             if index in self._rows:
                 continue
-            row = {k: v[n].clone() for k, v in cpu.items()}
+            row = {k: v[n].clone() for k, v in targets.items()}
             size = sum(t.numel() * t.element_size() for t in row.values())
             if self.bytes + size > self.limit_bytes:
-                return
+                break
             self._rows[index] = row
             self.bytes += size
+            added += 1
+        return added
 
     def stats(self) -> dict[str, int]:
         return {"rows": len(self._rows), "bytes": self.bytes, "batch_hits": self.hits, "batch_misses": self.misses,
@@ -77,18 +84,9 @@ class TeacherCache:
             indices, targets = stored["indices"].tolist(), stored["targets"]
         except Exception:  # a truncated or foreign file: a cache miss, never a failed run
             return 0
-        before = len(self._rows)
-        for n, index in enumerate(indices):
-            if index in self._rows:
-                continue
-            row = {k: v[n].clone() for k, v in targets.items()}
-            size = sum(t.numel() * t.element_size() for t in row.values())
-            if self.bytes + size > self.limit_bytes:
-                break
-            self._rows[index] = row
-            self.bytes += size
-        self.loaded += len(self._rows) - before
-        return len(self._rows) - before
+        added = self._add(indices, targets)
+        self.loaded += added
+        return added
 
     def save(self, path: Path) -> None:
         """Write every cached row to ``path`` atomically, with the rows another run added meanwhile."""
