@@ -96,6 +96,27 @@ def measure(run_dir: Path) -> dict:
     return {"report": report, "peer": f"optimum-int8-{arch}", "report_path": str(report_dir / "report.json")}
 
 
+def _history(path: Path, run_dir: Path) -> dict:
+    """What the committed auto.json knew before this run: its own run's summary joins ``previous_runs``
+    (unless it measured this same run directory), and the side measurements are kept as they are."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    runs = list(old.get("previous_runs") or [])
+    old_run = Path((old.get("winner") or {}).get("recipe") or "").parent
+    if old.get("winner") and old_run != run_dir:
+        keys = ("trial", "configuration", "test_accuracy", "test_accuracy_drop_points", "p50_ms", "speedup_vs_teacher",
+                "speedup_vs_optimum_int8", "size_mb", "size_ratio")
+        search = old.get("search") or {}
+        runs.insert(0, {"run": old_run.name, "note": old.get("run_note"),
+                        "search": {k: v for k, v in search.items() if k not in ("space", "finalists", "holdout")},
+                        "winner": {k: old["winner"].get(k) for k in keys},
+                        "teacher_p50_ms": (old.get("teacher_fp32_pytorch") or {}).get("p50_ms"),
+                        "optimum_int8_p50_ms": (old.get("optimum_int8") or {}).get("p50_ms")})
+    return {"previous_runs": runs, **({"side_measurements": old["side_measurements"]}
+                                      if old.get("side_measurements") else {})}
+
+
 def entry_row(entry: dict) -> dict:
     lat = entry.get("latency") or {}
     return {"test_accuracy": (entry.get("quality") or {}).get("accuracy"),
@@ -205,6 +226,7 @@ def main() -> None:
         "bench_report": measured["report_path"],
         "warnings": report.get("warnings"),
     }
+    out.update(_history(RESULTS / "auto.json", run_dir))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "auto.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"{'model':<28} {'test acc':>9} {'p50 ms':>8} {'size MB':>8}")
