@@ -38,6 +38,7 @@ from compressor.errors import CompressError, GateFailedError
 
 STUDY_FILE = "study.db"
 STUDY_NAME = "compress-auto"
+EXHAUSTED_AFTER = 20  # consecutive already-measured samples that end the search
 
 
 class _Search:
@@ -69,6 +70,16 @@ class _Search:
         point = sample(trial, self.inputs.space)
         trial.set_user_attr("configuration", point.describe())
         trial.set_user_attr("point", asdict(point))
+        same = duplicate_of(trial.study, asdict(point))
+        if same is not None:
+            # TPE keeps proposing the best point of a small space; measuring it again costs a trial and
+            # tells the sampler nothing (the finalists re-time it anyway), so it is skipped, and the
+            # sampler, seeing no result there, moves on to points not yet measured.
+            reason = f"the same configuration as trial {same}, already measured"
+            trial.set_user_attr("duplicate_of", same)
+            trial.set_user_attr("reason", reason)
+            progress.status(f"[trial {trial.number}] skipped: {reason}")
+            raise optuna.TrialPruned(reason)
         remaining = self.deadline - self.reserve - time.monotonic()
         progress.status(f"[trial {trial.number}] {point.describe()} ({format_duration(round(max(0.0, remaining)))} "
                         "of search time left)")
@@ -168,6 +179,15 @@ class _Search:
             study.enqueue_trial(params, skip_if_exists=True)
 
     # -- stopping ----------------------------------------------------------------------------------
+    def stop_when_exhausted(self, study: Any, trial: Any) -> None:
+        """Stop once the last ``EXHAUSTED_AFTER`` sampled points had all been measured already: the
+        space is (nearly) covered, and further trials would only skip."""
+        recent = study.get_trials(deepcopy=False)[-EXHAUSTED_AFTER:]
+        if len(recent) == EXHAUSTED_AFTER and all("duplicate_of" in t.user_attrs for t in recent):
+            progress.status(f"search stops: the last {EXHAUSTED_AFTER} configurations sampled had all been measured "
+                            "(the space looks exhausted)")
+            study.stop()
+
     def stop_when_out_of_time(self, study: Any, trial: Any) -> None:
         import optuna
 
@@ -179,6 +199,14 @@ class _Search:
             progress.status(f"search stops: {format_duration(round(max(0.0, left)))} left, a trial takes about "
                             f"{format_duration(round(expected))}")
             study.stop()
+
+
+def duplicate_of(study: Any, point: dict[str, Any]) -> int | None:
+    """The number of a completed trial that measured exactly ``point`` (None: a new point)."""
+    import optuna
+
+    return next((t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                 if t.user_attrs.get("point") == point), None)
 
 
 def _constraints(trial: Any) -> list[float]:
@@ -257,7 +285,8 @@ def run_auto(config: AutoConfig) -> dict[str, Any]:
 
     search.back_off_when_over_budget(study)
     study.optimize(objective, n_trials=config.trials,
-                   callbacks=[search.back_off_when_over_budget, search.stop_when_out_of_time],
+                   callbacks=[search.back_off_when_over_budget, search.stop_when_out_of_time,
+                              search.stop_when_exhausted],
                    catch=(Exception,), gc_after_trial=True)
     rows = _rows(study, config.budget.value)
     feasible = [r for r in rows if r["feasible"] and r["objective_value"] is not None

@@ -253,3 +253,25 @@ def test_prune_ranges_narrow_the_space_and_the_first_trial_stays_inside_it():
     assert (default.prune_heads, default.prune_ffn, default.prune_layers) == ((0.0, 0.25, 0.5), (0.0, 0.3, 0.5),
                                                                              (0.0, 0.34))
     assert back_off(default)["prune_heads"] == back_off(default)["prune_ffn"] == 0.0
+
+
+def test_an_already_measured_point_is_found_and_a_run_of_them_stops_the_search():
+    import optuna
+
+    from compressor.auto.search import EXHAUSTED_AFTER, _Search, duplicate_of
+
+    study = optuna.create_study()
+    point = {"prune_heads": 0.5, "prune_ffn": 0.5, "quantize": "int8-static", "extra": {}}
+    study.add_trial(optuna.trial.create_trial(value=0.7, user_attrs={"point": point}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                              user_attrs={"point": {**point, "quantize": "none"}}))
+    assert duplicate_of(study, dict(point)) == 0
+    assert duplicate_of(study, {**point, "quantize": "none"}) is None  # only a completed trial measured it
+    stops = []
+    study.stop = lambda: stops.append(True)
+    search = _Search.__new__(_Search)
+    for n in range(EXHAUSTED_AFTER):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  user_attrs={"point": point, "duplicate_of": 0}))
+        search.stop_when_exhausted(study, None)
+        assert bool(stops) == (n == EXHAUSTED_AFTER - 1)
