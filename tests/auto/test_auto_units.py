@@ -275,3 +275,30 @@ def test_an_already_measured_point_is_found_and_a_run_of_them_stops_the_search()
                                                   user_attrs={"point": point, "duplicate_of": 0}))
         search.stop_when_exhausted(study, None)
         assert bool(stops) == (n == EXHAUSTED_AFTER - 1)
+
+
+def test_a_trial_sampling_a_measured_configuration_is_skipped_before_anything_runs(tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    import optuna
+
+    from compressor.auto.search import _Search
+    from compressor.auto.space import Space, sample
+
+    space = Space(student_layers=(2,), distill_steps=(), backends=("onnx",), vocab=(True,), students=("/s",),
+                  student_depths=(3,), recover_steps=(40,), prune_heads=(0.5,), prune_ffn=(0.5,), prune_layers=(0.0,))
+    params = {"student": "/s", "backend": "onnx", "recover_steps": 40, "prune_heads": 0.5, "prune_ffn": 0.5,
+              "prune_layers": 0.0, "vocab": True, "quantize_onnx": "int8-static"}
+    point = dataclasses.asdict(sample(optuna.trial.FixedTrial(params), space))
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params=params, value=0.5, user_attrs={"point": point},
+                                              distributions={k: optuna.distributions.CategoricalDistribution([v])
+                                                             for k, v in params.items()}))
+    inputs = SimpleNamespace(space=space, run_dir=tmp_path, task=None, context=None)  # nothing past the check runs
+    search = _Search(SimpleNamespace(time_budget_s=60.0), inputs, deadline=1e12)
+    study.enqueue_trial(params)
+    study.optimize(search.objective, n_trials=1)
+    skipped = study.trials[-1]
+    assert skipped.state == optuna.trial.TrialState.PRUNED and skipped.user_attrs["duplicate_of"] == 0
+    assert "already measured" in skipped.user_attrs["reason"] and not (tmp_path / "trials").exists()
