@@ -69,8 +69,9 @@ class _Search:
 
         point = sample(trial, self.inputs.space)
         trial.set_user_attr("configuration", point.describe())
-        trial.set_user_attr("point", asdict(point))
-        same = duplicate_of(trial.study, asdict(point))
+        measured = asdict(point)
+        trial.set_user_attr("point", measured)
+        same = duplicate_of(trial.study, measured)
         if same is not None:
             # TPE keeps proposing the best point of a small space; measuring it again costs a trial and
             # tells the sampler nothing (the finalists re-time it anyway), so it is skipped, and the

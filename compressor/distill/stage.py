@@ -122,18 +122,11 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
 
     from compressor.distill.trainer import Distiller, check_resumable
 
-    cache_key = None
     if config.teacher_cache:
         if not task.teacher_cacheable:
             raise BadInputError(f"--teacher-cache: a {task.name} teacher's outputs are not cached (per-token logits "
                                 "padded to their batch); drop --teacher-cache")
         check_writable_dir(Path(config.teacher_cache), "--teacher-cache")
-        # Everything that decides the teacher's inputs batch by batch, so its cached outputs are exact.
-        cache_key = {k: fingerprint.get(k) for k in ("teacher_hash", "data_hash", "batch_size", "seed", "top_k",
-                                                      "device", "mixed_precision")}
-        # The data's columns and row limit, not its path; the length every row is cut to, as resolved.
-        cache_key.update(columns={k: v for k, v in config.data.to_dict().items() if k != "path"},
-                         max_length=max_length, task=task.name)
 
     if config.resume:
         check_resumable(checkpoints, fingerprint)
@@ -160,11 +153,17 @@ def distill(teacher: str | Path, dst: str | Path, config: DistillConfig, *, forc
             f"{plan.layers}-layer student ({student_params / 1e6:.1f}M params, {plan.source}) on {len(train)} rows"
         )
     cache_file = None
-    if cache_key is not None:
+    if config.teacher_cache:
         from compressor.distill.teacher_cache import cache_file as keyed_file
 
-        cache_file = keyed_file(config.teacher_cache, {**cache_key, "processes": accelerator.num_processes,
-                                                       "process": accelerator.process_index})
+        # Everything that decides the teacher's inputs batch by batch, so its cached outputs are exact: the
+        # data's columns and row limit (not its path), the length every row is cut to as resolved, and this
+        # process's share of the batches.
+        key = {k: fingerprint.get(k) for k in ("teacher_hash", "data_hash", "batch_size", "seed", "top_k", "device",
+                                               "mixed_precision")}
+        key.update(columns={k: v for k, v in config.data.to_dict().items() if k != "path"}, max_length=max_length,
+                   task=task.name, processes=accelerator.num_processes, process=accelerator.process_index)
+        cache_file = keyed_file(config.teacher_cache, key)
     distiller = Distiller(
         accelerator, task=task, config=config, teacher=teacher_model, student=student,
         layer_map=plan.layer_map, teacher_width=hidden_width(source.config), student_width=plan.width,

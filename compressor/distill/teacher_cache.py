@@ -74,9 +74,9 @@ class TeacherCache:
         return {"rows": len(self._rows), "bytes": self.bytes, "batch_hits": self.hits, "batch_misses": self.misses,
                 "rows_loaded": self.loaded}
 
-    def load(self, path: Path) -> int:
-        """Add the rows stored in ``path`` (a ``save`` file; absent: none); returns how many were added.
-        A file that cannot be read is ignored: the teacher recomputes what it held."""
+    def _add_file(self, path: Path) -> int:
+        """Add the rows stored in ``path`` (a ``save`` file; absent: none); returns how many were new. A
+        file that cannot be read adds nothing: the teacher recomputes what it held."""
         if not path.is_file():
             return 0
         try:
@@ -84,15 +84,17 @@ class TeacherCache:
             indices, targets = stored["indices"].tolist(), stored["targets"]
         except Exception:  # a truncated or foreign file: a cache miss, never a failed run
             return 0
-        added = self._add(indices, targets)
+        return self._add(indices, targets)
+
+    def load(self, path: Path) -> int:
+        """Read the rows of ``path`` before a run (counted in ``stats()["rows_loaded"]``)."""
+        added = self._add_file(path)
         self.loaded += added
         return added
 
     def save(self, path: Path) -> None:
         """Write every cached row to ``path`` atomically, with the rows another run added meanwhile."""
-        loaded = self.loaded
-        self.load(path)
-        self.loaded = loaded  # rows merged on the way out served nothing in this run
+        self._add_file(path)  # merged on the way out: they served nothing in this run, so are not counted
         if not self._rows:
             return
         indices = sorted(self._rows)

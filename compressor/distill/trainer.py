@@ -148,9 +148,8 @@ class Distiller:
         config = self.config
         if not config.cache_teacher or config.needs_teacher_internals:
             return None
-        if self.cache_file is not None:  # kept across runs: worthwhile whenever a task's rows can be cached
-            return TeacherCache()
-        if not self.task.cache_worthwhile(self.total_steps, self.steps_per_epoch):
+        # Kept across runs (--teacher-cache) it pays whenever rows can be cached (checked in the stage).
+        if self.cache_file is None and not self.task.cache_worthwhile(self.total_steps, self.steps_per_epoch):
             return None
         return TeacherCache()
 
